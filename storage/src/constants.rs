@@ -1,0 +1,56 @@
+//! Named constants (with units) used across the storage crate.
+
+/// Default segment size before rolling (Kafka `segment.bytes`): 1 GiB.
+pub const SEGMENT_BYTES_DEFAULT: u64 = 1 << 30;
+/// Largest segment size we accept; positions in the offset index are `u32`.
+pub const SEGMENT_BYTES_MAX: u64 = i32::MAX as u64;
+/// Default segment age before rolling (Kafka `segment.ms`): 7 days in milliseconds.
+pub const SEGMENT_MS_DEFAULT: u64 = 7 * 24 * 60 * 60 * 1000;
+/// Default time-based retention (Kafka `retention.ms`): 168 hours in milliseconds.
+pub const RETENTION_MS_DEFAULT: u64 = 168 * 60 * 60 * 1000;
+/// Bytes appended between two sparse index entries (Kafka `index.interval.bytes`).
+pub const INDEX_INTERVAL_BYTES: u32 = 4096;
+/// Default per-log batch cache bound: 8 MiB.
+pub const CACHE_BYTES_MAX_DEFAULT: usize = 8 << 20;
+/// Default largest record batch (Kafka `max.message.bytes`): 1 MiB + 12 bytes of overhead.
+pub const MAX_BATCH_BYTES_DEFAULT: usize = 1_048_588;
+
+/// Size of the v2 record batch header in bytes.
+pub const BATCH_HEADER_BYTES: usize = 61;
+/// Bytes of a batch not counted by its `batch_length` field (base offset + length).
+pub const BATCH_LOG_OVERHEAD_BYTES: usize = 12;
+/// Offset of the CRC-covered region (attributes .. end) inside a batch.
+pub const BATCH_CRC_START_BYTES: usize = 21;
+/// Record batch format version ("magic") we accept.
+pub const BATCH_MAGIC_V2: i8 = 2;
+
+/// Bound on bytes queued for the group-commit writer; `append` waits beyond it (backpressure).
+pub const WRITE_QUEUE_BYTES_MAX: usize = 8 << 20;
+/// Largest single DMA write issued by the segment appender: 2 MiB.
+pub const WRITE_CHUNK_BYTES_MAX: usize = 2 << 20;
+/// Default read chunk for disk reads of batches: 64 KiB.
+pub const READ_CHUNK_BYTES: usize = 64 << 10;
+/// Read chunk used when scanning segments during recovery: 1 MiB.
+pub const RECOVERY_READ_CHUNK_BYTES: usize = 1 << 20;
+/// Largest read chunk we issue for a single fetch: 8 MiB.
+pub const READ_CHUNK_BYTES_MAX: usize = 8 << 20;
+/// Size of the marker file used to prime glommio's iopoll probe: 4 KiB.
+pub const DMA_PROBE_FILE_BYTES: usize = 4096;
+/// Alignment used by the in-memory faulty backend (mimics a 4 KiB block device).
+pub const FAULTY_ALIGNMENT_BYTES: u64 = 4096;
+
+/// Entry size of the sparse offset index: u32 relative offset + u32 position.
+pub const OFFSET_INDEX_ENTRY_BYTES: usize = 8;
+/// Entry size of the time index: i64 timestamp + u32 relative offset.
+pub const TIME_INDEX_ENTRY_BYTES: usize = 12;
+
+/// File name of the persisted log start offset checkpoint.
+pub const LOG_START_CHECKPOINT_FILE: &str = "log-start-offset";
+/// File name of the glommio iopoll probe marker.
+pub const DMA_PROBE_FILE: &str = ".riptide-dma-probe";
+/// Segment file suffixes.
+pub const LOG_SUFFIX: &str = "log";
+pub const INDEX_SUFFIX: &str = "index";
+pub const TIME_INDEX_SUFFIX: &str = "timeindex";
+/// Digits in a segment file name (zero-padded base offset).
+pub const SEGMENT_NAME_DIGITS: usize = 20;

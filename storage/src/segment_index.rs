@@ -1,0 +1,177 @@
+//! Sparse offset index and time index of one segment.
+//!
+//! Kept in memory while the segment is active; written to `<base>.index` (u32 relative offset,
+//! u32 position, big endian) and `<base>.timeindex` (i64 max timestamp so far, u32 relative
+//! offset) when the segment is sealed. Lost or corrupt index files are rebuilt by scanning.
+
+use crate::constants::{OFFSET_INDEX_ENTRY_BYTES, TIME_INDEX_ENTRY_BYTES};
+
+/// One sparse offset index entry: batch base offset relative to the segment, file position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OffsetEntry {
+    pub relative_offset: u32,
+    pub position: u32,
+}
+
+/// One time index entry: the segment's running max timestamp at a batch, that batch's offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeEntry {
+    pub timestamp: i64,
+    pub relative_offset: u32,
+}
+
+/// Sparse offset + time index of a segment.
+#[derive(Clone, Debug)]
+pub struct SegmentIndex {
+    interval_bytes: u64,
+    offsets: Vec<OffsetEntry>,
+    times: Vec<TimeEntry>,
+    bytes_since_offset_entry: u64,
+    bytes_since_time_entry: u64,
+    max_timestamp: i64,
+    max_timestamp_offset: u32,
+}
+
+impl SegmentIndex {
+    pub fn new(interval_bytes: u32) -> Self {
+        SegmentIndex {
+            interval_bytes: u64::from(interval_bytes.max(1)),
+            offsets: Vec::new(),
+            times: Vec::new(),
+            bytes_since_offset_entry: 0,
+            bytes_since_time_entry: 0,
+            max_timestamp: -1,
+            max_timestamp_offset: 0,
+        }
+    }
+
+    /// Records a batch appended at `position` (called for every batch, in order).
+    pub fn on_batch(&mut self, relative_offset: u32, position: u32, size: u32, max_timestamp: i64) {
+        if self.bytes_since_offset_entry >= self.interval_bytes {
+            debug_assert!(self.offsets.last().is_none_or(|e| e.relative_offset < relative_offset));
+            self.offsets.push(OffsetEntry { relative_offset, position });
+            self.bytes_since_offset_entry = 0;
+        }
+        let raises_max = max_timestamp > self.max_timestamp;
+        if raises_max {
+            self.max_timestamp = max_timestamp;
+            self.max_timestamp_offset = relative_offset;
+        }
+        if raises_max && self.bytes_since_time_entry >= self.interval_bytes {
+            self.times.push(TimeEntry { timestamp: max_timestamp, relative_offset });
+            self.bytes_since_time_entry = 0;
+        }
+        self.bytes_since_offset_entry += u64::from(size);
+        self.bytes_since_time_entry += u64::from(size);
+    }
+
+    /// Adds a final time entry for the segment's max timestamp (on seal).
+    pub fn seal(&mut self) {
+        let last = self.times.last().map_or(-1, |e| e.timestamp);
+        if self.max_timestamp > last {
+            self.times.push(TimeEntry {
+                timestamp: self.max_timestamp,
+                relative_offset: self.max_timestamp_offset,
+            });
+        }
+    }
+
+    /// Largest max timestamp of the batches seen (-1 if none).
+    pub fn max_timestamp(&self) -> i64 {
+        self.max_timestamp
+    }
+
+    /// File position of the last indexed batch whose base offset <= `relative_offset` (0 if none).
+    pub fn lookup_offset(&self, relative_offset: u32) -> u32 {
+        let idx = self.offsets.partition_point(|e| e.relative_offset <= relative_offset);
+        if idx == 0 {
+            0
+        } else {
+            self.offsets[idx - 1].position
+        }
+    }
+
+    /// Relative offset of a batch at or before the first batch whose max timestamp >= `ts`
+    /// (0 if the scan must start at the segment start).
+    pub fn lookup_time(&self, ts: i64) -> u32 {
+        let idx = self.times.partition_point(|e| e.timestamp < ts);
+        if idx == 0 {
+            0
+        } else {
+            self.times[idx - 1].relative_offset
+        }
+    }
+
+    pub fn offset_entries(&self) -> &[OffsetEntry] {
+        &self.offsets
+    }
+
+    pub fn time_entries(&self) -> &[TimeEntry] {
+        &self.times
+    }
+
+    pub fn encode_offsets(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.offsets.len() * OFFSET_INDEX_ENTRY_BYTES);
+        for e in &self.offsets {
+            out.extend_from_slice(&e.relative_offset.to_be_bytes());
+            out.extend_from_slice(&e.position.to_be_bytes());
+        }
+        out
+    }
+
+    pub fn encode_times(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.times.len() * TIME_INDEX_ENTRY_BYTES);
+        for e in &self.times {
+            out.extend_from_slice(&e.timestamp.to_be_bytes());
+            out.extend_from_slice(&e.relative_offset.to_be_bytes());
+        }
+        out
+    }
+
+    /// Loads a sealed segment's index from its two files. Returns None if either is malformed:
+    /// wrong length, entries not strictly increasing, positions beyond `segment_size`, or
+    /// offsets beyond `relative_end` (the segment's next offset relative to its base).
+    pub fn decode(
+        interval_bytes: u32,
+        offsets: &[u8],
+        times: &[u8],
+        segment_size: u64,
+        relative_end: u64,
+    ) -> Option<Self> {
+        if offsets.len() % OFFSET_INDEX_ENTRY_BYTES != 0 || times.len() % TIME_INDEX_ENTRY_BYTES != 0 {
+            return None;
+        }
+        let mut index = SegmentIndex::new(interval_bytes);
+        for chunk in offsets.chunks_exact(OFFSET_INDEX_ENTRY_BYTES) {
+            let e = OffsetEntry {
+                relative_offset: u32::from_be_bytes(chunk[..4].try_into().ok()?),
+                position: u32::from_be_bytes(chunk[4..].try_into().ok()?),
+            };
+            let increasing = index.offsets.last().is_none_or(|p| {
+                p.relative_offset < e.relative_offset && p.position < e.position
+            });
+            if !increasing || u64::from(e.position) >= segment_size || u64::from(e.relative_offset) >= relative_end {
+                return None;
+            }
+            index.offsets.push(e);
+        }
+        for chunk in times.chunks_exact(TIME_INDEX_ENTRY_BYTES) {
+            let e = TimeEntry {
+                timestamp: i64::from_be_bytes(chunk[..8].try_into().ok()?),
+                relative_offset: u32::from_be_bytes(chunk[8..].try_into().ok()?),
+            };
+            let increasing = index.times.last().is_none_or(|p| {
+                p.timestamp < e.timestamp && p.relative_offset < e.relative_offset
+            });
+            if !increasing || u64::from(e.relative_offset) >= relative_end {
+                return None;
+            }
+            index.times.push(e);
+        }
+        if let Some(last) = index.times.last() {
+            index.max_timestamp = last.timestamp;
+            index.max_timestamp_offset = last.relative_offset;
+        }
+        Some(index)
+    }
+}

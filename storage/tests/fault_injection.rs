@@ -1,0 +1,109 @@
+//! Failing writes and fsyncs poison the log; nothing is acknowledged that is not durable.
+extern crate riptide_storage as storage;
+mod common;
+
+use common::*;
+use storage::io::Faults;
+use storage::{Durability, Error, FaultyBackend, Log};
+
+async fn poisoned_after(faults: impl FnOnce(u64, u64) -> Faults) {
+    let backend = FaultyBackend::new();
+    let log = Log::open(backend.clone(), "/d/t-0".into(), config()).await.unwrap();
+    let base = append_synced(&log, batch(2, 1, 100)).await;
+    assert_eq!(base, 0);
+    backend.set_faults(faults(backend.write_count(), backend.sync_count()));
+    let info = log.append(batch(2, 2, 100)).await.unwrap();
+    let res = log.wait_durable(info.log_end_offset, Durability::Synced).await;
+    assert!(matches!(res, Err(Error::Poisoned(_))), "{res:?}");
+    assert_eq!(log.high_watermark(), 2, "no ack for the failed batch");
+    assert!(log.poisoned().is_some());
+    assert!(matches!(log.append(batch(1, 3, 1)).await, Err(Error::Poisoned(_))));
+    assert!(matches!(log.wait_durable(2, Durability::Synced).await, Err(Error::Poisoned(_))));
+    assert!(matches!(log.flush().await, Err(Error::Poisoned(_))));
+    // Reads of acknowledged data still work.
+    assert_eq!(log.read(0, 1000).await.unwrap().batches.len(), 1);
+    drop(log);
+    backend.crash();
+    let log = Log::open(backend.clone(), "/d/t-0".into(), config()).await.unwrap();
+    assert!(log.log_end_offset() >= 2);
+    assert_eq!(read_all(&log, 0).await.len() as i64, log.log_end_offset() / 2);
+    append_synced(&log, batch(1, 4, 1)).await;
+}
+
+#[test]
+fn fault_injection_failed_write_poisons() {
+    run(|| async { poisoned_after(|w, _| Faults { fail_write_at: Some(w + 1), ..Faults::default() }).await });
+}
+
+#[test]
+fn fault_injection_failed_fsync_poisons() {
+    run(|| async { poisoned_after(|_, s| Faults { fail_sync_at: Some(s + 1), ..Faults::default() }).await });
+}
+
+#[test]
+fn fault_injection_short_write_poisons() {
+    run(|| async { poisoned_after(|w, _| Faults { short_write_at: Some((w + 1, 100)), ..Faults::default() }).await });
+}
+
+#[test]
+fn fault_injection_disk_full_poisons() {
+    run(|| async {
+        poisoned_after(|_, _| Faults { disk_full: true, ..Faults::default() }).await;
+    });
+}
+
+#[test]
+fn fault_injection_poison_wakes_all_waiters() {
+    run(|| async {
+        let backend = FaultyBackend::new();
+        let log = std::rc::Rc::new(Log::open(backend.clone(), "/d/t-0".into(), config()).await.unwrap());
+        backend.set_faults(Faults { fail_sync_at: Some(backend.sync_count() + 1), ..Faults::default() });
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let log = log.clone();
+            tasks.push(glommio::spawn_local(async move {
+                let info = log.append(batch(1, i, 10)).await?;
+                log.wait_durable(info.log_end_offset, Durability::Synced).await
+            }));
+        }
+        for t in tasks {
+            assert!(matches!(t.await, Err(Error::Poisoned(_))));
+        }
+        assert_eq!(log.high_watermark(), 0);
+    });
+}
+
+#[test]
+fn fault_injection_bad_input_never_panics() {
+    run(|| async {
+        let log = Log::open(FaultyBackend::new(), "/d/t-0".into(), config()).await.unwrap();
+        let good = batch(3, 1, 10);
+        let inputs: Vec<Vec<u8>> = vec![
+            vec![],
+            vec![0; 5],
+            vec![0xff; 61],
+            good[..good.len() - 1].to_vec(),
+            [&good[..], &good[..10]].concat(),
+            {
+                let mut v = good.to_vec();
+                v[16] = 1; // magic
+                v
+            },
+            {
+                let mut v = good.to_vec();
+                v[8..12].copy_from_slice(&(-5i32).to_be_bytes());
+                v
+            },
+            {
+                let mut v = good.to_vec();
+                v[8..12].copy_from_slice(&i32::MAX.to_be_bytes());
+                v
+            },
+        ];
+        for input in inputs {
+            assert!(matches!(log.append(input.into()).await, Err(Error::CorruptBatch(_))));
+        }
+        assert_eq!(log.log_end_offset(), 0);
+        assert!(log.poisoned().is_none());
+    });
+}

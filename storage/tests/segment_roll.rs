@@ -1,0 +1,67 @@
+//! Segment rolling by size and by age; file naming.
+extern crate riptide_storage as storage;
+mod common;
+
+use common::*;
+use storage::{DmaBackend, FaultyBackend, Log};
+
+#[test]
+fn segment_roll_by_size_names_files_by_base_offset() {
+    run(|| async {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = partition_dir(tmp.path());
+        let mut cfg = config();
+        cfg.segment_bytes = 10_000;
+        let log = Log::open(DmaBackend::new(), dir.clone(), cfg.clone()).await.unwrap();
+        let mut expected = Vec::new();
+        for i in 0..40 {
+            let b = batch(2, i, 1000);
+            let base = append_synced(&log, b.clone()).await;
+            expected.push(with_base(&b, base));
+        }
+        let bases = log.segment_base_offsets();
+        assert!(bases.len() >= 4, "{bases:?}");
+        for base in &bases {
+            assert!(dir.join(format!("{base:020}.log")).exists());
+        }
+        for base in &bases[..bases.len() - 1] {
+            let size = std::fs::metadata(dir.join(format!("{base:020}.log"))).unwrap().len();
+            assert!(size <= cfg.segment_bytes, "sealed segment {base} has {size} bytes");
+            assert!(dir.join(format!("{base:020}.index")).exists());
+        }
+        assert_eq!(read_all(&log, 0).await, expected);
+        log.close().await.unwrap();
+        let log = Log::open(DmaBackend::new(), dir.clone(), cfg).await.unwrap();
+        assert_eq!(log.segment_base_offsets(), bases);
+        assert_eq!(read_all(&log, 0).await, expected);
+    });
+}
+
+#[test]
+fn segment_roll_oversized_batch_gets_own_segment() {
+    run(|| async {
+        let mut cfg = config();
+        cfg.segment_bytes = 500;
+        let log = Log::open(FaultyBackend::new(), "/d/t-0".into(), cfg).await.unwrap();
+        for i in 0..3 {
+            append_synced(&log, batch(1, i, 2000)).await;
+        }
+        assert_eq!(log.segment_base_offsets(), vec![0, 1, 2]);
+        assert_eq!(read_all(&log, 0).await.len(), 3);
+    });
+}
+
+#[test]
+fn segment_roll_by_age() {
+    run(|| async {
+        let mut cfg = config();
+        cfg.segment_ms = 20;
+        let log = Log::open(FaultyBackend::new(), "/d/t-0".into(), cfg).await.unwrap();
+        append_synced(&log, batch(1, 1, 10)).await;
+        append_synced(&log, batch(1, 2, 10)).await;
+        assert_eq!(log.segment_count(), 1);
+        glommio::timer::sleep(std::time::Duration::from_millis(30)).await;
+        append_synced(&log, batch(1, 3, 10)).await;
+        assert_eq!(log.segment_base_offsets(), vec![0, 2]);
+    });
+}
