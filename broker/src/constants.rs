@@ -1,0 +1,34 @@
+//! Named limits of the broker, units last. Storage limits live in `storage::constants`.
+
+/// Default listen address of `riptide start`.
+pub const LISTEN_DEFAULT: &str = "127.0.0.1:9092";
+/// Default data directory of `riptide start`.
+pub const DATA_DIR_DEFAULT: &str = "./riptide-data";
+/// Largest request frame accepted (`socket.request.max.bytes`, Kafka's default 100 MiB).
+pub const SOCKET_REQUEST_BYTES_MAX: usize = 100 * 1024 * 1024;
+/// Requests read ahead of their responses on one connection (Kafka clients pipeline up to 5).
+pub const CONNECTION_IN_FLIGHT_MAX: usize = 8;
+/// Connections one shard serves at once; more are accepted and closed with a log line.
+pub const SHARD_CONNECTIONS_MAX: usize = 4096;
+/// Read buffer of a connection.
+pub const CONNECTION_READ_BUFFER_BYTES: usize = 64 * 1024;
+/// Capacity of each cross-shard queue in the channel mesh.
+pub const MESH_QUEUE_DEPTH: usize = 1024;
+/// Upper bound on how long a Fetch may wait for data (clients ask for 500 ms typically).
+pub const FETCH_WAIT_MS_MAX: u64 = 30_000;
+/// Partitions one topic may have.
+pub const TOPIC_PARTITIONS_MAX: i32 = 10_000;
+/// Longest legal topic name (Kafka's limit).
+pub const TOPIC_NAME_BYTES_MAX: usize = 249;
+/// Default partition count of auto-created topics (`num.partitions`).
+pub const PARTITIONS_DEFAULT: i32 = 1;
+/// How often each shard applies retention to its logs.
+pub const RETENTION_CHECK_INTERVAL_MS: u64 = 5 * 60 * 1000;
+/// Batches remembered per producer and partition for duplicate detection (librdkafka keeps <= 5
+/// requests in flight when idempotent).
+pub const PRODUCER_BATCHES_REMEMBERED: usize = 5;
+/// Directory under the data dir holding broker metadata (topics, cluster id).
+pub const META_DIR: &str = "__riptide_meta";
+
+const _: () = assert!(CONNECTION_IN_FLIGHT_MAX >= 5, "clients pipeline up to 5 requests");
+const _: () = assert!(PARTITIONS_DEFAULT <= TOPIC_PARTITIONS_MAX);

@@ -1,0 +1,59 @@
+//! ListOffsets (key 2), v1-7: earliest (-2), latest (-1, the high watermark, which is also the
+//! last stable offset: no transactions), or the first batch with max timestamp >= T.
+
+use super::{encode, handler, Api, ApiError, Reply, Request};
+use crate::kafka::errors::UNKNOWN_TOPIC_OR_PARTITION;
+use crate::router::{shard_for, ShardRequest, ShardResponse};
+use crate::scatter::scatter;
+use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse};
+use kafka_protocol::protocol::VersionRange;
+
+pub const API: Api = Api {
+    key: ApiKey::ListOffsets,
+    versions: VersionRange { min: 1, max: 7 },
+    handle: handler!(handle),
+};
+
+async fn handle(mut req: Request) -> Result<Reply, ApiError> {
+    let body: ListOffsetsRequest = req.decode()?;
+    let shard = req.shard.clone();
+    let mut items = Vec::new();
+    let mut known = Vec::new();
+    for topic in &body.topics {
+        let count = shard.topic_partitions(topic.name.0.as_str());
+        for p in &topic.partitions {
+            let ok = count.is_some_and(|n| (0..n).contains(&p.partition_index));
+            known.push(ok);
+            if ok {
+                let owner = shard_for(topic.name.0.as_str(), p.partition_index, shard.nr_shards);
+                items.push((owner, (topic.name.0.clone(), p.partition_index, p.timestamp)));
+            }
+        }
+    }
+    let take = |r| match r {
+        ShardResponse::Offsets(v) => Some(v),
+        _ => None,
+    };
+    let mut answers = scatter(&shard, items, ShardRequest::ListOffsets, take, (UNKNOWN_TOPIC_OR_PARTITION, -1, -1)).await.into_iter();
+    let mut known = known.into_iter();
+    let mut resp = ListOffsetsResponse::default();
+    for topic in &body.topics {
+        let mut t = ListOffsetsTopicResponse::default();
+        t.name = topic.name.clone();
+        for p in &topic.partitions {
+            let (error, timestamp, offset) =
+                if known.next() == Some(true) { answers.next().expect("one answer per known partition") } else { (UNKNOWN_TOPIC_OR_PARTITION, -1, -1) };
+            let mut r = ListOffsetsPartitionResponse::default();
+            r.partition_index = p.partition_index;
+            r.error_code = error;
+            r.timestamp = timestamp;
+            r.offset = offset;
+            // leader_epoch exists from v4; the codec refuses it set below that.
+            r.leader_epoch = if offset >= 0 && req.version >= 4 { 0 } else { -1 };
+            t.partitions.push(r);
+        }
+        resp.topics.push(t);
+    }
+    Ok(Reply::Now(encode(&resp, req.version)?))
+}

@@ -1,0 +1,157 @@
+//! One module per Kafka API. `REGISTRY` lists them once: it drives both dispatch and the
+//! ApiVersions answer, so the two cannot drift.
+
+pub mod api_versions;
+pub mod create_partitions;
+pub mod create_topics;
+pub mod delete_records;
+pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_configs;
+pub mod fetch;
+pub mod init_producer_id;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+
+use crate::shard::Shard;
+use bytes::{Bytes, BytesMut};
+use futures::future::LocalBoxFuture;
+use kafka_protocol::messages::{ApiKey, RequestHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, VersionRange};
+use std::rc::Rc;
+
+/// A decoded request header and its still-encoded body.
+pub struct Request {
+    pub shard: Rc<Shard>,
+    pub registry: Rc<Registry>,
+    pub version: i16,
+    pub header: RequestHeader,
+    pub body: Bytes,
+}
+
+impl Request {
+    pub fn decode<T: Decodable>(&mut self) -> Result<T, ApiError> {
+        T::decode(&mut self.body, self.version).map_err(|e| ApiError::Decode(e.to_string()))
+    }
+}
+
+/// What a handler's first (in-order) phase produced.
+pub enum Reply {
+    Now(Vec<Bytes>),
+    /// The response body once the second phase completes (e.g. produce durability, fetch wait).
+    Later(LocalBoxFuture<'static, Vec<Bytes>>),
+    /// No response at all (Produce with acks=0).
+    Nothing,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("malformed request: {0}")]
+    Decode(String),
+    #[error("cannot encode response: {0}")]
+    Encode(String),
+}
+
+pub type Handler = fn(Request) -> LocalBoxFuture<'static, Result<Reply, ApiError>>;
+
+pub struct Api {
+    pub key: ApiKey,
+    pub versions: VersionRange,
+    pub handle: Handler,
+}
+
+impl Api {
+    pub fn supports(&self, version: i16) -> bool {
+        (self.versions.min..=self.versions.max).contains(&version)
+    }
+}
+
+pub const REGISTRY: &[Api] = &[
+    produce::API,
+    fetch::API,
+    list_offsets::API,
+    metadata::API,
+    api_versions::API,
+    create_topics::API,
+    delete_topics::API,
+    delete_records::API,
+    init_producer_id::API,
+    describe_configs::API,
+    create_partitions::API,
+    describe_cluster::API,
+];
+
+const KEY_SLOTS: usize = 128;
+
+/// Dispatch table indexed by API key, built from `REGISTRY` once per shard.
+pub struct Registry {
+    slots: Vec<Option<&'static Api>>,
+}
+
+impl Registry {
+    /// Fails if an API is registered twice or claims versions our codec cannot speak.
+    pub fn new(apis: &'static [Api]) -> Result<Registry, String> {
+        let mut slots = vec![None; KEY_SLOTS];
+        for api in apis {
+            let slot = &mut slots[api.key as i16 as usize];
+            if slot.is_some() {
+                return Err(format!("{:?} registered twice", api.key));
+            }
+            let codec = api.key.valid_versions();
+            if api.versions.min < codec.min || api.versions.max > codec.max || api.versions.is_empty() {
+                return Err(format!("{:?} versions {} outside codec range {}", api.key, api.versions, codec));
+            }
+            *slot = Some(api);
+        }
+        Ok(Registry { slots })
+    }
+
+    pub fn get(&self, key: ApiKey) -> Option<&'static Api> {
+        self.slots.get(key as i16 as usize).copied().flatten()
+    }
+
+    pub fn apis(&self) -> impl Iterator<Item = &'static Api> + '_ {
+        self.slots.iter().flatten().copied()
+    }
+
+    pub fn unsupported_version_response(&self) -> Vec<Bytes> {
+        api_versions::unsupported_version_body(self)
+    }
+}
+
+/// Encodes a response body at `version`.
+pub fn encode<T: Encodable>(msg: &T, version: i16) -> Result<Vec<Bytes>, ApiError> {
+    let mut buf = BytesMut::new();
+    msg.encode(&mut buf, version).map_err(|e| ApiError::Encode(e.to_string()))?;
+    Ok(vec![buf.freeze()])
+}
+
+/// Boxes an async handler into the registry's function-pointer type.
+macro_rules! handler {
+    ($f:path) => {{
+        fn boxed(req: $crate::kafka::api::Request)
+            -> futures::future::LocalBoxFuture<'static, Result<$crate::kafka::api::Reply, $crate::kafka::api::ApiError>> {
+            Box::pin($f(req))
+        }
+        boxed
+    }};
+}
+pub(crate) use handler;
+
+pub fn str_bytes(s: &str) -> kafka_protocol::protocol::StrBytes {
+    kafka_protocol::protocol::StrBytes::from_string(s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_builds_and_rejects_duplicates() {
+        let reg = Registry::new(REGISTRY).expect("registry is consistent");
+        assert_eq!(reg.apis().count(), REGISTRY.len());
+        static TWICE: &[Api] = &[api_versions::API, api_versions::API];
+        assert!(Registry::new(TWICE).err().expect("duplicate refused").contains("twice"));
+    }
+}

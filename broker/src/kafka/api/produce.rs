@@ -1,0 +1,133 @@
+//! Produce (key 0), v3-9. Batches go to their owner shard untouched; the owner validates the
+//! 61-byte header and CRC, assigns offsets and appends. Records are never decoded here.
+//!
+//! Phase 1 (in request order): auto-create topics, route, append (remote appends are queued on the
+//! FIFO mesh before phase 1 returns). Phase 2: wait for the durability `acks` asks for.
+
+use super::{encode, handler, Api, ApiError, Reply, Request};
+use crate::kafka::errors::*;
+use crate::router::{shard_for, ProducePart, ProduceResult, ShardRequest, ShardResponse};
+use bytes::Bytes;
+use futures::future::{join_all, LocalBoxFuture};
+use futures::FutureExt;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::VersionRange;
+use std::collections::BTreeMap;
+
+pub const API: Api = Api {
+    key: ApiKey::Produce,
+    versions: VersionRange { min: 3, max: 9 },
+    handle: handler!(handle),
+};
+
+/// Where each partition's answer comes from.
+enum Slot {
+    Ready(ProduceResult),
+    /// Index into the answer of the shard's sub-request.
+    FromShard(usize, usize),
+}
+
+fn failed(error: i16) -> Slot {
+    Slot::Ready(ProduceResult { error, base_offset: -1, log_start_offset: -1 })
+}
+
+async fn handle(mut req: Request) -> Result<Reply, ApiError> {
+    let body: ProduceRequest = req.decode()?;
+    let shard = req.shard.clone();
+    let acks = body.acks;
+    let refuse = if !matches!(acks, -1..=1) {
+        Some(INVALID_REQUIRED_ACKS)
+    } else if body.transactional_id.is_some() {
+        Some(INVALID_TXN_STATE)
+    } else {
+        None
+    };
+    let mut slots: Vec<(usize, i32, Slot)> = Vec::new(); // (topic index, partition, slot)
+    let mut per_shard: BTreeMap<usize, Vec<ProducePart>> = BTreeMap::new();
+    for (ti, topic) in body.topic_data.iter().enumerate() {
+        let name = topic.name.0.as_str();
+        let partitions = if refuse.is_none() && shard.ensure_topic(name).await { shard.topic_partitions(name) } else { None };
+        for part in &topic.partition_data {
+            let slot = match (refuse, partitions, &part.records) {
+                (Some(code), _, _) => failed(code),
+                (None, Some(n), Some(records)) if (0..n).contains(&part.index) => {
+                    let owner = shard_for(name, part.index, shard.nr_shards);
+                    let queue = per_shard.entry(owner).or_default();
+                    queue.push(ProducePart { topic: topic.name.0.clone(), partition: part.index, records: records.clone() });
+                    Slot::FromShard(owner, queue.len() - 1)
+                }
+                (None, Some(_), None) => failed(CORRUPT_MESSAGE),
+                (None, _, _) => failed(UNKNOWN_TOPIC_OR_PARTITION),
+            };
+            slots.push((ti, part.index, slot));
+        }
+    }
+    // Phase 1: append (local) or enqueue on the owner's FIFO (remote), shard by shard in order.
+    let mut pending: Vec<(usize, LocalBoxFuture<'static, Vec<ProduceResult>>)> = Vec::new();
+    for (owner, parts) in per_shard {
+        if owner == shard.id {
+            pending.push((owner, shard.produce_append(acks, parts).await));
+        } else {
+            let reply = shard.router.send(owner, ShardRequest::Produce { acks, parts }).await;
+            pending.push((owner, async move {
+                match reply {
+                    Ok(rx) => match rx.await {
+                        Ok(ShardResponse::Produce(r)) => r,
+                        _ => vec![],
+                    },
+                    Err(_) => vec![],
+                }
+            }.boxed_local()));
+        }
+    }
+    if acks == 0 {
+        // No response; still drive the appends' completion so errors get logged.
+        glommio::spawn_local(join_all(pending.into_iter().map(|(_, f)| f))).detach();
+        return Ok(Reply::Nothing);
+    }
+    let version = req.version;
+    Ok(Reply::Later(async move {
+        let owners: Vec<usize> = pending.iter().map(|(o, _)| *o).collect();
+        let answers: BTreeMap<usize, Vec<ProduceResult>> =
+            owners.into_iter().zip(join_all(pending.into_iter().map(|(_, f)| f)).await).collect();
+        let resp = build_response(&body, slots, &answers);
+        encode(&resp, version).unwrap_or_else(|e| {
+            tracing::error!("{e}");
+            vec![Bytes::new()]
+        })
+    }.boxed_local()))
+}
+
+fn build_response(body: &ProduceRequest, slots: Vec<(usize, i32, Slot)>, answers: &BTreeMap<usize, Vec<ProduceResult>>) -> ProduceResponse {
+    let mut topics: Vec<TopicProduceResponse> = body
+        .topic_data
+        .iter()
+        .map(|t| {
+            let mut r = TopicProduceResponse::default();
+            r.name = t.name.clone();
+            r
+        })
+        .collect();
+    for (ti, partition, slot) in slots {
+        let result = match slot {
+            Slot::Ready(r) => r,
+            // A shard that vanished mid-request (shutdown) leaves no answer: report a retriable error.
+            Slot::FromShard(owner, i) => answers.get(&owner).and_then(|a| a.get(i)).copied().unwrap_or(ProduceResult {
+                error: NOT_LEADER_OR_FOLLOWER,
+                base_offset: -1,
+                log_start_offset: -1,
+            }),
+        };
+        let mut p = PartitionProduceResponse::default();
+        p.index = partition;
+        p.error_code = result.error;
+        p.base_offset = result.base_offset;
+        p.log_append_time_ms = -1;
+        p.log_start_offset = result.log_start_offset;
+        topics[ti].partition_responses.push(p);
+    }
+    let mut resp = ProduceResponse::default();
+    resp.responses = topics;
+    resp
+}

@@ -1,0 +1,6 @@
+//! The Kafka wire protocol: framing, the per-connection pipeline, and one handler per API.
+
+pub mod api;
+pub mod connection;
+pub mod errors;
+pub mod frame;

@@ -1,0 +1,12 @@
+//! Riptide broker: a Kafka-compatible broker, thread-per-core on glommio.
+//! See ARCHITECTURE.md for the produce and fetch paths and the shard model.
+
+pub mod config;
+pub mod constants;
+pub mod kafka;
+pub mod producers;
+pub mod router;
+pub mod scatter;
+pub mod server;
+pub mod shard;
+pub mod topics;

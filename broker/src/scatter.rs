@@ -1,0 +1,36 @@
+//! Split per-partition work by owner shard, run it there, and gather answers in request order.
+
+use crate::router::{ShardRequest, ShardResponse};
+use crate::shard::Shard;
+use futures::future::join_all;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+/// `items` are (owner shard, work). Answers come back in `items` order; an owner that cannot
+/// answer (shutting down) yields `missing` for its items.
+pub async fn scatter<T, R: Clone>(
+    shard: &Rc<Shard>,
+    items: Vec<(usize, T)>,
+    make: fn(Vec<T>) -> ShardRequest,
+    take: fn(ShardResponse) -> Option<Vec<R>>,
+    missing: R,
+) -> Vec<R> {
+    let n = items.len();
+    let mut per_shard: BTreeMap<usize, (Vec<usize>, Vec<T>)> = BTreeMap::new();
+    for (i, (owner, item)) in items.into_iter().enumerate() {
+        let entry = per_shard.entry(owner).or_default();
+        entry.0.push(i);
+        entry.1.push(item);
+    }
+    let calls = per_shard.into_iter().map(|(owner, (idx, work))| {
+        let call = shard.call(owner, make(work));
+        async move { (idx, call.await.ok().and_then(take).unwrap_or_default()) }
+    });
+    let mut out = vec![missing; n];
+    for (idx, answers) in join_all(calls).await {
+        for (i, a) in idx.into_iter().zip(answers) {
+            out[i] = a;
+        }
+    }
+    out
+}

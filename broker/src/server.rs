@@ -1,0 +1,176 @@
+//! Bootstrap: one glommio executor per shard, each pinned to a core, all listening on the same
+//! port (SO_REUSEPORT, so the kernel spreads connections), joined by the channel mesh.
+
+use crate::config::BrokerConfig;
+use crate::constants::{META_DIR, RETENTION_CHECK_INTERVAL_MS, SHARD_CONNECTIONS_MAX};
+use crate::kafka::api::{Registry, REGISTRY};
+use crate::kafka::connection;
+use crate::router::Meshes;
+use crate::shard::Shard;
+use crate::topics::{write_synced, TopicTable};
+use anyhow::Context;
+use futures::future::{select, FutureExt};
+use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often a shard checks whether SIGTERM/SIGINT arrived.
+const STOP_POLL_MS: u64 = 50;
+
+/// Runs the broker until SIGTERM or SIGINT; returns once every shard has flushed and closed.
+pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let _lock = lock_data_dir(&config.data_dir)?;
+    let cluster_id = cluster_id(&config.data_dir)?;
+    let table = TopicTable::load(&config.data_dir)?;
+    // Fail here, with a clear message, if the port is taken (the shards bind with SO_REUSEPORT).
+    std::net::TcpListener::bind(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
+    raise_memlock_limit();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, stop.clone()).context("installing signal handler")?;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let placement = if config.shards <= cores {
+        PoolPlacement::MaxSpread(config.shards, None)
+    } else {
+        tracing::warn!(shards = config.shards, cores, "more shards than cores: shards are not pinned");
+        PoolPlacement::Unbound(config.shards)
+    };
+    tracing::info!(
+        listen = %config.listen, shards = config.shards, data_dir = %config.data_dir.display(),
+        topics = table.topics.len(), "starting riptide"
+    );
+    let meshes = Meshes::new(config.shards);
+    let stop_all = stop.clone();
+    let handles = LocalExecutorPoolBuilder::new(placement)
+        .name("riptide-shard")
+        .on_all_shards(move || async move {
+            let result = shard_main(config, cluster_id, table, meshes, stop.clone()).await;
+            if let Err(e) = &result {
+                tracing::error!("shard failed: {e:#}");
+                stop.store(true, Ordering::SeqCst);
+            }
+            result.map_err(|e| format!("{e:#}"))
+        })
+        .map_err(|e| anyhow::anyhow!("starting shard executors: {e}"))?;
+    let mut failures = Vec::new();
+    for joined in handles.join_all() {
+        match joined {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failures.push(e),
+            Err(e) => failures.push(format!("shard thread: {e}")),
+        }
+    }
+    stop_all.store(true, Ordering::SeqCst);
+    if !failures.is_empty() {
+        anyhow::bail!("broker stopped with errors: {}", failures.join("; "));
+    }
+    tracing::info!("riptide stopped cleanly");
+    Ok(())
+}
+
+async fn shard_main(
+    config: BrokerConfig,
+    cluster_id: String,
+    table: TopicTable,
+    meshes: Meshes,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    let (router, inbound) = meshes.join().await?;
+    let listen = config.listen;
+    let shard = Shard::open(config, cluster_id, table, router).await;
+    shard.serve_inbound(inbound);
+    let registry = Rc::new(Registry::new(REGISTRY).map_err(anyhow::Error::msg)?);
+    let listener = glommio::net::TcpListener::bind(listen)
+        .map_err(|e| anyhow::anyhow!("shard {} cannot listen on {listen}: {e}", shard.id))?;
+    tracing::info!(shard = shard.id, %listen, "shard ready");
+    glommio::spawn_local(retention_loop(shard.clone())).detach();
+    let accept = accept_loop(shard.clone(), registry, listener).boxed_local();
+    let stopped = async move {
+        while !stop.load(Ordering::SeqCst) {
+            glommio::timer::sleep(Duration::from_millis(STOP_POLL_MS)).await;
+        }
+    }
+    .boxed_local();
+    select(accept, stopped).await;
+    tracing::info!(shard = shard.id, "stopping: flushing logs");
+    shard.close_all().await;
+    Ok(())
+}
+
+async fn accept_loop(shard: Rc<Shard>, registry: Rc<Registry>, listener: glommio::net::TcpListener) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(shard = shard.id, "accept failed: {e}");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if shard.connections.get() >= SHARD_CONNECTIONS_MAX {
+            tracing::warn!(shard = shard.id, limit = SHARD_CONNECTIONS_MAX, "connection limit reached, refusing a client");
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let peer = stream.peer_addr().ok();
+        let (shard, registry) = (shard.clone(), registry.clone());
+        glommio::spawn_local(async move {
+            shard.connections.set(shard.connections.get() + 1);
+            connection::serve(shard.clone(), registry, stream, peer).await;
+            shard.connections.set(shard.connections.get() - 1);
+        })
+        .detach();
+    }
+}
+
+async fn retention_loop(shard: Rc<Shard>) {
+    loop {
+        glommio::timer::sleep(Duration::from_millis(RETENTION_CHECK_INTERVAL_MS)).await;
+        shard.enforce_retention().await;
+    }
+}
+
+/// One broker per data dir: a second one would corrupt the logs.
+fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
+    let path = dir.join(".lock");
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    // SAFETY: flock on a file descriptor we own; no memory is shared with the call.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        anyhow::bail!("data dir {} is in use by another riptide process", dir.display());
+    }
+    Ok(file)
+}
+
+fn cluster_id(dir: &Path) -> anyhow::Result<String> {
+    let meta = dir.join(META_DIR);
+    std::fs::create_dir_all(&meta)?;
+    let path = meta.join("cluster_id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_string()),
+        _ => {
+            let id = format!("riptide-{:016x}", rand::random::<u64>());
+            write_synced(&path, id.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(id)
+        }
+    }
+}
+
+/// io_uring registers buffers in locked memory; lift the limit when we may (root), else keep the
+/// default, which glommio's defaults fit in.
+fn raise_memlock_limit() {
+    let unlimited = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: setrlimit reads the struct we pass; no aliasing.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
+        tracing::debug!("RLIMIT_MEMLOCK left as is: {}", std::io::Error::last_os_error());
+    }
+}

@@ -1,0 +1,282 @@
+//! Topic metadata: names, ids, partition counts and per-topic configs.
+//!
+//! Every shard keeps its own copy (`TopicTable`); shard 0 is the controller that serialises changes,
+//! persists them (`<data-dir>/__riptide_meta/topics.json`, written atomically) and broadcasts them.
+
+use crate::constants::*;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use storage::{FlushPolicy, LogConfig};
+
+/// Kafka topic configs we store and report. The ones marked `applied` change the log's behaviour.
+pub const TOPIC_CONFIG_KEYS: &[(&str, bool)] = &[
+    ("retention.ms", true),
+    ("retention.bytes", true),
+    ("segment.bytes", true),
+    ("segment.ms", true),
+    ("flush.ms", true),
+    ("max.message.bytes", true),
+    ("index.interval.bytes", true),
+    ("cleanup.policy", false),
+    ("compression.type", false),
+    ("min.insync.replicas", false),
+    ("message.timestamp.type", false),
+    ("unclean.leader.election.enable", false),
+    ("delete.retention.ms", false),
+    ("min.compaction.lag.ms", false),
+    ("max.compaction.lag.ms", false),
+    ("message.timestamp.difference.max.ms", false),
+    ("preallocate", false),
+    ("segment.jitter.ms", false),
+    ("flush.messages", false),
+];
+
+/// The value a topic config has when the topic does not set it: the broker's log defaults for the
+/// keys we apply, Kafka's defaults for the ones we only store.
+pub fn default_config_value(key: &str, log: &LogConfig) -> String {
+    let unlimited = |v: Option<u64>| v.map_or("-1".to_string(), |v| v.to_string());
+    match key {
+        "retention.ms" => unlimited(log.retention_ms),
+        "retention.bytes" => unlimited(log.retention_bytes),
+        "segment.bytes" => log.segment_bytes.to_string(),
+        "segment.ms" => log.segment_ms.to_string(),
+        "flush.ms" => match log.flush {
+            FlushPolicy::Always => "0".to_string(),
+            FlushPolicy::Interval { ms, .. } => ms.to_string(),
+        },
+        "max.message.bytes" => log.max_batch_bytes.to_string(),
+        "index.interval.bytes" => log.index_interval_bytes.to_string(),
+        "cleanup.policy" => "delete".into(),
+        "compression.type" => "producer".into(),
+        "min.insync.replicas" => "1".into(),
+        "message.timestamp.type" => "CreateTime".into(),
+        "unclean.leader.election.enable" | "preallocate" => "false".into(),
+        "delete.retention.ms" => "86400000".into(),
+        "min.compaction.lag.ms" | "segment.jitter.ms" => "0".into(),
+        _ => i64::MAX.to_string(),
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TopicMeta {
+    pub name: String,
+    pub id: u128,
+    pub partitions: i32,
+    /// Only the configs set explicitly for this topic.
+    pub configs: BTreeMap<String, String>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum TopicError {
+    #[error("invalid topic name {0:?}: use 1-249 characters of [a-zA-Z0-9._-], not . or ..")]
+    InvalidName(String),
+    #[error("invalid partition count {0} (1..={TOPIC_PARTITIONS_MAX})")]
+    InvalidPartitions(i32),
+    #[error("unknown or unsupported config {0}")]
+    UnknownConfig(String),
+    #[error("invalid value {value:?} for config {key}")]
+    InvalidConfig { key: String, value: String },
+    #[error("cleanup.policy={0} is not supported: Riptide only deletes old segments")]
+    Compaction(String),
+}
+
+pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
+    let legal = name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+    if name.is_empty() || name.len() > TOPIC_NAME_BYTES_MAX || !legal || name == "." || name == ".." {
+        return Err(TopicError::InvalidName(name.to_string()));
+    }
+    if name == META_DIR {
+        return Err(TopicError::InvalidName(name.to_string()));
+    }
+    Ok(())
+}
+
+pub fn validate_partitions(count: i32) -> Result<(), TopicError> {
+    if !(1..=TOPIC_PARTITIONS_MAX).contains(&count) {
+        return Err(TopicError::InvalidPartitions(count));
+    }
+    Ok(())
+}
+
+/// Checks one config entry; applying it to a default LogConfig proves the value parses.
+pub fn validate_config(key: &str, value: &str) -> Result<(), TopicError> {
+    if !TOPIC_CONFIG_KEYS.iter().any(|(k, _)| *k == key) {
+        return Err(TopicError::UnknownConfig(key.to_string()));
+    }
+    if key == "cleanup.policy" && value != "delete" {
+        return Err(TopicError::Compaction(value.to_string()));
+    }
+    apply_config(&mut LogConfig::default(), key, value)
+}
+
+fn parse_i64(key: &str, value: &str) -> Result<i64, TopicError> {
+    value.trim().parse().map_err(|_| TopicError::InvalidConfig { key: key.into(), value: value.into() })
+}
+
+fn positive(key: &str, value: &str) -> Result<u64, TopicError> {
+    match parse_i64(key, value)? {
+        v if v > 0 => Ok(v as u64),
+        _ => Err(TopicError::InvalidConfig { key: key.into(), value: value.into() }),
+    }
+}
+
+/// `-1` means unlimited for retention settings, as in Kafka.
+fn limit(key: &str, value: &str) -> Result<Option<u64>, TopicError> {
+    match parse_i64(key, value)? {
+        -1 => Ok(None),
+        v if v >= 0 => Ok(Some(v as u64)),
+        _ => Err(TopicError::InvalidConfig { key: key.into(), value: value.into() }),
+    }
+}
+
+pub fn apply_config(log: &mut LogConfig, key: &str, value: &str) -> Result<(), TopicError> {
+    match key {
+        "retention.ms" => log.retention_ms = limit(key, value)?,
+        "retention.bytes" => log.retention_bytes = limit(key, value)?,
+        "segment.bytes" => log.segment_bytes = positive(key, value)?,
+        "segment.ms" => log.segment_ms = positive(key, value)?,
+        "flush.ms" => {
+            // Kafka's default flush.ms is Long.MAX_VALUE ("never"); we read it as "interval".
+            log.flush = match limit(key, value)? {
+                Some(0) => FlushPolicy::Always,
+                Some(ms) => FlushPolicy::Interval { ms, bytes: u64::MAX },
+                None => return Err(TopicError::InvalidConfig { key: key.into(), value: value.into() }),
+            }
+        }
+        "max.message.bytes" => log.max_batch_bytes = positive(key, value)? as usize,
+        "index.interval.bytes" => {
+            log.index_interval_bytes = u32::try_from(positive(key, value)?)
+                .map_err(|_| TopicError::InvalidConfig { key: key.into(), value: value.into() })?
+        }
+        _ => {
+            parse_any(key, value)?;
+        }
+    }
+    Ok(())
+}
+
+fn parse_any(key: &str, value: &str) -> Result<(), TopicError> {
+    if value.is_empty() {
+        return Err(TopicError::InvalidConfig { key: key.into(), value: value.into() });
+    }
+    Ok(())
+}
+
+impl TopicMeta {
+    /// The log configuration of this topic: broker defaults with this topic's overrides.
+    pub fn log_config(&self, defaults: &LogConfig) -> LogConfig {
+        let mut log = defaults.clone();
+        for (k, v) in &self.configs {
+            // Validated when the topic was created; a bad stored value keeps the default.
+            if let Err(e) = apply_config(&mut log, k, v) {
+                tracing::warn!(topic = %self.name, "ignoring stored config: {e}");
+            }
+        }
+        log
+    }
+
+    pub fn uuid_bytes(&self) -> [u8; 16] {
+        self.id.to_be_bytes()
+    }
+}
+
+/// One shard's view of all topics.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TopicTable {
+    pub topics: HashMap<String, TopicMeta>,
+}
+
+impl TopicTable {
+    pub fn get(&self, name: &str) -> Option<&TopicMeta> {
+        self.topics.get(name)
+    }
+
+    pub fn upsert(&mut self, meta: TopicMeta) {
+        self.topics.insert(meta.name.clone(), meta);
+    }
+
+    pub fn remove(&mut self, name: &str) -> Option<TopicMeta> {
+        self.topics.remove(name)
+    }
+
+    pub fn path(data_dir: &Path) -> PathBuf {
+        data_dir.join(META_DIR).join("topics.json")
+    }
+
+    pub fn load(data_dir: &Path) -> anyhow::Result<TopicTable> {
+        let path = Self::path(data_dir);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| anyhow::anyhow!("corrupt topic metadata {}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(TopicTable::default()),
+            Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+        }
+    }
+
+    /// Write-to-temp, fsync, rename, fsync dir: a crash leaves the old or the new table, never half.
+    pub fn persist(&self, data_dir: &Path) -> std::io::Result<()> {
+        let path = Self::path(data_dir);
+        let dir = path.parent().expect("meta path has a parent");
+        std::fs::create_dir_all(dir)?;
+        let tmp = path.with_extension("json.tmp");
+        let bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        write_synced(&tmp, &bytes)?;
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(dir)?.sync_all()
+    }
+}
+
+pub fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// Directory of one partition's log, as in Kafka: `<data-dir>/<topic>-<partition>`.
+pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
+    data_dir.join(format!("{topic}-{partition}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_name_validation() {
+        assert!(validate_topic_name("orders.v1_x-2").is_ok());
+        for bad in ["", ".", "..", "a/b", "a b", "é", META_DIR, &"x".repeat(250)] {
+            assert!(validate_topic_name(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn topics_config_overrides_defaults() {
+        let mut meta = TopicMeta { name: "t".into(), id: 1, partitions: 1, configs: BTreeMap::new() };
+        meta.configs.insert("retention.ms".into(), "-1".into());
+        meta.configs.insert("segment.bytes".into(), "1048576".into());
+        let log = meta.log_config(&LogConfig::default());
+        assert_eq!(log.retention_ms, None);
+        assert_eq!(log.segment_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn topics_config_rejects_bad_input() {
+        assert!(matches!(validate_config("nope", "1"), Err(TopicError::UnknownConfig(_))));
+        assert!(matches!(validate_config("segment.bytes", "-5"), Err(TopicError::InvalidConfig { .. })));
+        assert!(matches!(validate_config("cleanup.policy", "compact"), Err(TopicError::Compaction(_))));
+        assert!(validate_config("cleanup.policy", "delete").is_ok());
+    }
+
+    #[test]
+    fn topics_table_persists_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = TopicTable::default();
+        t.upsert(TopicMeta { name: "a".into(), id: 7, partitions: 3, configs: BTreeMap::new() });
+        t.persist(dir.path()).unwrap();
+        let back = TopicTable::load(dir.path()).unwrap();
+        assert_eq!(back.get("a"), t.get("a"));
+        assert!(TopicTable::load(tempfile::tempdir().unwrap().path()).unwrap().topics.is_empty());
+    }
+}
