@@ -23,6 +23,15 @@ const STOP_POLL_MS: u64 = 50;
 
 /// Runs the broker until SIGTERM or SIGINT; returns once every shard has flushed and closed.
 pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, stop.clone()).context("installing signal handler")?;
+    }
+    run_until(config, stop)
+}
+
+/// Runs the broker until `stop` becomes true (tests embed a broker this way).
+pub fn run_until(config: BrokerConfig, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let _lock = lock_data_dir(&config.data_dir)?;
@@ -31,11 +40,6 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
     // Fail here, with a clear message, if the port is taken (the shards bind with SO_REUSEPORT).
     std::net::TcpListener::bind(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     raise_memlock_limit();
-
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, stop.clone()).context("installing signal handler")?;
-    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let placement = if config.shards <= cores {
         PoolPlacement::MaxSpread(config.shards, None)

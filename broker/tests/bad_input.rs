@@ -1,0 +1,110 @@
+//! Malformed or hostile input gets a Kafka error code or a clean close, and the broker keeps
+//! serving everyone else.
+
+mod common;
+use common::{batch, header_v1, TestBroker};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::Compression;
+
+fn still_serving(broker: &TestBroker) {
+    let mut c = broker.connect();
+    assert!(c.roundtrip(&header_v1(18, 0, 1, "after")).is_some(), "broker must keep serving");
+}
+
+#[test]
+fn bad_input_unknown_api_key_closes_connection() {
+    let broker = TestBroker::start(2);
+    let mut c = broker.connect();
+    c.send(&header_v1(999, 0, 1, "x"));
+    assert!(c.closed());
+    let mut c = broker.connect();
+    c.send(&header_v1(57, 0, 1, "x")); // a real key (UpdateFeatures) we do not serve
+    assert!(c.closed());
+    still_serving(&broker);
+}
+
+#[test]
+fn bad_input_oversized_and_negative_frames_close_connection() {
+    let broker = TestBroker::start(1);
+    let mut c = broker.connect();
+    c.send_raw(&(1i32 << 30).to_be_bytes()); // 1 GiB > socket.request.max.bytes
+    assert!(c.closed());
+    let mut c = broker.connect();
+    c.send_raw(&(-5i32).to_be_bytes());
+    assert!(c.closed());
+    let mut c = broker.connect();
+    c.send(&[0, 3]); // shorter than any header
+    assert!(c.closed());
+    still_serving(&broker);
+}
+
+#[test]
+fn bad_input_truncated_body_closes_connection() {
+    let broker = TestBroker::start(1);
+    let mut c = broker.connect();
+    let mut req = header_v1(3, 1, 1, "x"); // Metadata v1
+    req.extend_from_slice(&[0, 0, 0, 5, 0]); // claims 5 topics, then ends
+    c.send(&req);
+    assert!(c.closed());
+    still_serving(&broker);
+}
+
+#[test]
+fn bad_input_unsupported_version_closes_connection() {
+    let broker = TestBroker::start(1);
+    let mut c = broker.connect();
+    c.send(&header_v1(0, 2, 1, "x")); // Produce v2 is below our range
+    assert!(c.closed());
+    still_serving(&broker);
+}
+
+fn produce(topic: &str, partition: i32, records: bytes::Bytes) -> ProduceRequest {
+    let mut p = PartitionProduceData::default();
+    p.index = partition;
+    p.records = Some(records);
+    let mut t = TopicProduceData::default();
+    t.name = TopicName(StrBytes::from_string(topic.into()));
+    t.partition_data = vec![p];
+    let mut req = ProduceRequest::default();
+    req.acks = -1;
+    req.timeout_ms = 5000;
+    req.topic_data = vec![t];
+    req
+}
+
+fn error_of(resp: &ProduceResponse) -> i16 {
+    resp.responses[0].partition_responses[0].error_code
+}
+
+#[test]
+fn bad_input_corrupt_batch_gets_corrupt_message() {
+    let broker = TestBroker::start(2);
+    let mut c = broker.connect();
+    let mut bytes = batch(3, "v", Compression::None).to_vec();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff; // breaks the CRC-32C
+    let resp: ProduceResponse = c.call(ApiKey::Produce, 7, &produce("bad", 0, bytes.into()));
+    assert_eq!(error_of(&resp), 2, "CORRUPT_MESSAGE");
+    let resp: ProduceResponse = c.call(ApiKey::Produce, 7, &produce("bad", 0, bytes::Bytes::from_static(b"garbage")));
+    assert_eq!(error_of(&resp), 2, "CORRUPT_MESSAGE for a non-batch");
+    // A good batch on the same connection still succeeds at offset 0: nothing was written.
+    let resp: ProduceResponse = c.call(ApiKey::Produce, 7, &produce("bad", 0, batch(3, "v", Compression::None)));
+    assert_eq!(error_of(&resp), 0);
+    assert_eq!(resp.responses[0].partition_responses[0].base_offset, 0);
+}
+
+#[test]
+fn bad_input_unknown_partition_and_bad_acks_get_error_codes() {
+    let broker = TestBroker::start(2);
+    let mut c = broker.connect();
+    let resp: ProduceResponse = c.call(ApiKey::Produce, 9, &produce("t", 99, batch(1, "v", Compression::None)));
+    assert_eq!(error_of(&resp), 3, "UNKNOWN_TOPIC_OR_PARTITION");
+    let mut req = produce("t", 0, batch(1, "v", Compression::None));
+    req.acks = 7;
+    let resp: ProduceResponse = c.call(ApiKey::Produce, 9, &req);
+    assert_eq!(error_of(&resp), 21, "INVALID_REQUIRED_ACKS");
+    let resp: ProduceResponse = c.call(ApiKey::Produce, 9, &produce("bad/name", 0, batch(1, "v", Compression::None)));
+    assert_eq!(error_of(&resp), 3, "an illegal name is never auto-created");
+}

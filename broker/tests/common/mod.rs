@@ -1,0 +1,179 @@
+//! An in-process broker on a free port, and a raw Kafka wire client for golden-frame tests.
+#![allow(dead_code)]
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use riptide_broker::config::{default_log_config, BrokerConfig};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub struct TestBroker {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl TestBroker {
+    pub fn start(shards: usize) -> TestBroker {
+        // Broker logs go to the test's captured output, shown when a test fails.
+        let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("info").try_init();
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let config = BrokerConfig {
+            node_id: 0,
+            listen: addr,
+            advertised_host: "127.0.0.1".into(),
+            advertised_port: port,
+            data_dir: dir.path().to_path_buf(),
+            shards,
+            auto_create_topics: true,
+            default_partitions: 4,
+            socket_request_max_bytes: 1 << 20,
+            log: default_log_config(),
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let thread = std::thread::spawn(move || riptide_broker::server::run_until(config, stop2));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "broker did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Let every shard reach accept() before the tests rely on SO_REUSEPORT spreading.
+        std::thread::sleep(Duration::from_millis(100));
+        TestBroker { addr, dir, stop, thread: Some(thread) }
+    }
+
+    pub fn connect(&self) -> Client {
+        let s = TcpStream::connect(self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Client { stream: s, correlation: 0 }
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let r = t.join().expect("broker thread panicked");
+            if !std::thread::panicking() {
+                r.expect("broker stopped with an error");
+            }
+        }
+    }
+}
+
+pub struct Client {
+    pub stream: TcpStream,
+    correlation: i32,
+}
+
+impl Client {
+    /// Sends one frame (size prefix added) and returns the response payload, or None if the
+    /// broker closed the connection.
+    pub fn roundtrip(&mut self, payload: &[u8]) -> Option<Vec<u8>> {
+        self.send(payload);
+        self.recv()
+    }
+
+    pub fn send(&mut self, payload: &[u8]) {
+        let mut frame = (payload.len() as i32).to_be_bytes().to_vec();
+        frame.extend_from_slice(payload);
+        self.stream.write_all(&frame).unwrap();
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    pub fn recv(&mut self) -> Option<Vec<u8>> {
+        let mut size = [0u8; 4];
+        self.stream.read_exact(&mut size).ok()?;
+        let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+        self.stream.read_exact(&mut body).ok()?;
+        Some(body)
+    }
+
+    /// True if the broker closed the connection (EOF or reset) instead of answering.
+    pub fn closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        !matches!(self.stream.read(&mut b), Ok(n) if n > 0)
+    }
+
+    /// Encodes `req` at `version` with the right header, sends it, decodes the response.
+    pub fn call<Req: Encodable, Resp: Decodable>(&mut self, key: ApiKey, version: i16, req: &Req) -> Resp {
+        self.correlation += 1;
+        let mut header = RequestHeader::default();
+        header.request_api_key = key as i16;
+        header.request_api_version = version;
+        header.correlation_id = self.correlation;
+        header.client_id = Some(StrBytes::from_static_str("riptide-test"));
+        let mut buf = BytesMut::new();
+        header.encode(&mut buf, key.request_header_version(version)).unwrap();
+        req.encode(&mut buf, version).unwrap();
+        let resp = self.roundtrip(&buf).expect("broker answered");
+        let mut resp = Bytes::from(resp);
+        let corr = i32::from_be_bytes(resp[..4].try_into().unwrap());
+        assert_eq!(corr, self.correlation, "correlation id echoed");
+        let header_len = if key.response_header_version(version) >= 1 { 5 } else { 4 };
+        let _ = resp.split_to(header_len);
+        Resp::decode(&mut resp, version).expect("response decodes")
+    }
+}
+
+/// Request header v1 (non-flexible): key, version, correlation id, client id.
+pub fn header_v1(key: i16, version: i16, correlation: i32, client: &str) -> Vec<u8> {
+    let mut h = Vec::new();
+    h.extend_from_slice(&key.to_be_bytes());
+    h.extend_from_slice(&version.to_be_bytes());
+    h.extend_from_slice(&correlation.to_be_bytes());
+    h.extend_from_slice(&(client.len() as i16).to_be_bytes());
+    h.extend_from_slice(client.as_bytes());
+    h
+}
+
+/// A v2 record batch of `n` records, encoded by the kafka-protocol crate as a client would.
+pub fn batch(n: usize, tag: &str, compression: Compression) -> Bytes {
+    let records: Vec<Record> = (0..n)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // The encoder starts a new batch whenever offset - sequence changes.
+            sequence: i as i32,
+            timestamp: 1_700_000_000_000 + i as i64,
+            key: Some(Bytes::from(format!("key-{i}"))),
+            value: Some(Bytes::from(format!("{tag}-{i}"))),
+            headers: Default::default(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions { version: 2, compression };
+    RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
+    buf.freeze()
+}
+
+impl TestBroker {
+    pub fn connect_to(addr: SocketAddr) -> Client {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Client { stream: s, correlation: 0 }
+    }
+}
