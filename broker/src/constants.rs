@@ -8,6 +8,9 @@ pub const DATA_DIR_DEFAULT: &str = "./riptide-data";
 pub const SOCKET_REQUEST_BYTES_MAX: usize = 100 * 1024 * 1024;
 /// Requests read ahead of their responses on one connection (Kafka clients pipeline up to 5).
 pub const CONNECTION_IN_FLIGHT_MAX: usize = 8;
+/// Request bytes one shard holds at once across all its connections (Kafka's
+/// `queued.max.request.bytes`): readers wait for room before reading a request body.
+pub const SHARD_REQUEST_BYTES_IN_FLIGHT_MAX: u64 = 512 * 1024 * 1024;
 /// Connections one shard serves at once; more are accepted and closed with a log line.
 pub const SHARD_CONNECTIONS_MAX: usize = 4096;
 /// Read buffer of a connection.
@@ -32,3 +35,4 @@ pub const META_DIR: &str = "__riptide_meta";
 
 const _: () = assert!(CONNECTION_IN_FLIGHT_MAX >= 5, "clients pipeline up to 5 requests");
 const _: () = assert!(PARTITIONS_DEFAULT <= TOPIC_PARTITIONS_MAX);
+const _: () = assert!(SHARD_REQUEST_BYTES_IN_FLIGHT_MAX >= SOCKET_REQUEST_BYTES_MAX as u64, "the largest request must fit");

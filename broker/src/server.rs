@@ -40,6 +40,15 @@ pub fn run_until(config: BrokerConfig, stop: Arc<AtomicBool>) -> anyhow::Result<
     // Fail here, with a clear message, if the port is taken (the shards bind with SO_REUSEPORT).
     std::net::TcpListener::bind(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     raise_memlock_limit();
+    let host = tuning::HostFacts::probe();
+    tracing::info!(cores = host.cores, memory_bytes = ?host.memory_bytes, memlock_bytes = ?host.memlock_bytes, "host");
+    if !host.memlock_fits(config.shards) {
+        anyhow::bail!(
+            "locked-memory limit {:?} bytes is too low for {} shards (io_uring needs about {} per shard): \
+             raise it with `ulimit -l` or run as root",
+            host.memlock_bytes, config.shards, tuning::MEMLOCK_PER_SHARD_BYTES_MIN
+        );
+    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let placement = if config.shards <= cores {
         PoolPlacement::MaxSpread(config.shards, None)

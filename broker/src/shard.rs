@@ -42,6 +42,8 @@ pub struct Shard {
     /// Serialises metadata changes on the controller (shard 0).
     controller_lock: glommio::sync::Semaphore,
     pub connections: Cell<usize>,
+    /// Bytes of requests read but not yet answered, across this shard's connections.
+    pub request_budget: Rc<glommio::sync::Semaphore>,
 }
 
 pub const CONTROLLER_SHARD: usize = 0;
@@ -76,6 +78,7 @@ impl Shard {
             next_producer_id: Cell::new(first_pid),
             controller_lock: glommio::sync::Semaphore::new(1),
             connections: Cell::new(0),
+            request_budget: Rc::new(glommio::sync::Semaphore::new(crate::constants::SHARD_REQUEST_BYTES_IN_FLIGHT_MAX)),
         });
         for meta in table.topics.into_values() {
             shard.apply(TopicChange::Upsert(meta)).await;

@@ -4,7 +4,8 @@
 
 use super::api::{Registry, Reply, Request};
 use super::frame::{self, FrameError};
-use crate::constants::{CONNECTION_IN_FLIGHT_MAX, CONNECTION_READ_BUFFER_BYTES};
+use crate::constants::{CONNECTION_IN_FLIGHT_MAX, CONNECTION_READ_BUFFER_BYTES, SHARD_REQUEST_BYTES_IN_FLIGHT_MAX};
+use glommio::sync::StaticPermit;
 use crate::shard::Shard;
 use bytes::Bytes;
 use futures::future::LocalBoxFuture;
@@ -15,11 +16,13 @@ use kafka_protocol::messages::ApiKey;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-/// A response on its way: its correlation id, header version and the body once ready.
+/// A response on its way: its correlation id, header version and the body once ready. The
+/// request's share of the shard's memory budget is returned when the response is written.
 struct Outgoing {
     correlation_id: i32,
     header_version: i16,
     body: LocalBoxFuture<'static, Option<Vec<Bytes>>>,
+    permit: Option<StaticPermit>,
 }
 
 pub async fn serve<S>(shard: Rc<Shard>, registry: Rc<Registry>, stream: S, peer: Option<SocketAddr>)
@@ -32,7 +35,7 @@ where
     let writer_task = glommio::spawn_local(write_loop(rx, writer));
     let max = shard.config.socket_request_max_bytes;
     loop {
-        let payload = match frame::read_frame(&mut reader, max).await {
+        let payload = match read_request(&shard, &mut reader, max).await {
             Ok(Some(p)) => p,
             Ok(None) => break,
             Err(FrameError::Io(e)) => {
@@ -44,8 +47,10 @@ where
                 break;
             }
         };
+        let (payload, permit) = payload;
         match handle(&shard, &registry, payload).await {
-            Ok(out) => {
+            Ok(mut out) => {
+                out.permit = Some(permit);
                 if tx.send(out).await.is_err() {
                     break; // writer failed: the socket is gone
                 }
@@ -60,6 +65,16 @@ where
     writer_task.await;
 }
 
+/// Reads one request once the shard's request-memory budget has room for it.
+async fn read_request<R: AsyncRead + Unpin>(shard: &Rc<Shard>, reader: &mut R, max: usize) -> Result<Option<(Bytes, StaticPermit)>, FrameError> {
+    let Some(size) = frame::read_size(reader, max).await? else { return Ok(None) };
+    let units = (size as u64).min(SHARD_REQUEST_BYTES_IN_FLIGHT_MAX);
+    let permit = shard.request_budget.acquire_static_permit(units).await
+        .map_err(|e| FrameError::Header(format!("request budget closed: {e}")))?;
+    let payload = frame::read_payload(reader, size).await?;
+    Ok(Some((payload, permit)))
+}
+
 async fn handle(shard: &Rc<Shard>, registry: &Rc<Registry>, mut payload: Bytes) -> Result<Outgoing, FrameError> {
     let pre = frame::preamble(&payload)?;
     let key = ApiKey::try_from(pre.api_key).map_err(|_| FrameError::UnknownApi(pre.api_key))?;
@@ -68,7 +83,7 @@ async fn handle(shard: &Rc<Shard>, registry: &Rc<Registry>, mut payload: Bytes) 
         if key == ApiKey::ApiVersions {
             // Answer at v0 with the error and our ranges, so the client can step down.
             let body = registry.unsupported_version_response();
-            return Ok(Outgoing { correlation_id: pre.correlation_id, header_version: 0, body: async move { Some(body) }.boxed_local() });
+            return Ok(Outgoing { correlation_id: pre.correlation_id, header_version: 0, body: async move { Some(body) }.boxed_local(), permit: None });
         }
         return Err(FrameError::Header(format!(
             "{key:?} v{} not supported (we serve {}..={})",
@@ -84,7 +99,7 @@ async fn handle(shard: &Rc<Shard>, registry: &Rc<Registry>, mut payload: Bytes) 
         Ok(Reply::Nothing) => async { None }.boxed_local(),
         Err(e) => return Err(FrameError::Header(format!("{key:?} v{}: {e}", pre.api_version))),
     };
-    Ok(Outgoing { correlation_id: pre.correlation_id, header_version, body })
+    Ok(Outgoing { correlation_id: pre.correlation_id, header_version, body, permit: None })
 }
 
 async fn write_loop<W: AsyncWrite + Unpin>(rx: LocalReceiver<Outgoing>, writer: W) {

@@ -24,6 +24,14 @@ pub enum FrameError {
 
 /// Reads one frame's payload; `Ok(None)` on a clean end of stream between frames.
 pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, max: usize) -> Result<Option<Bytes>, FrameError> {
+    match read_size(reader, max).await? {
+        Some(size) => Ok(Some(read_payload(reader, size).await?)),
+        None => Ok(None),
+    }
+}
+
+/// Reads and checks a frame's size prefix; `Ok(None)` on a clean end of stream.
+pub async fn read_size<R: AsyncRead + Unpin>(reader: &mut R, max: usize) -> Result<Option<usize>, FrameError> {
     let mut size = [0u8; 4];
     match reader.read_exact(&mut size).await {
         Ok(()) => {}
@@ -37,9 +45,13 @@ pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, max: usize) -> Res
     if size as usize > max {
         return Err(FrameError::TooLarge { size: i64::from(size), max });
     }
-    let mut payload = vec![0u8; size as usize];
+    Ok(Some(size as usize))
+}
+
+pub async fn read_payload<R: AsyncRead + Unpin>(reader: &mut R, size: usize) -> Result<Bytes, FrameError> {
+    let mut payload = vec![0u8; size];
     reader.read_exact(&mut payload).await?;
-    Ok(Some(Bytes::from(payload)))
+    Ok(Bytes::from(payload))
 }
 
 /// The fixed start of every request header, readable before the version is known to be supported.

@@ -1,0 +1,74 @@
+//! riptide-tuning: reads the host facts the broker's knobs depend on.
+//!
+//! Today it reports cores, memory and the locked-memory limit that io_uring needs, so the broker
+//! can log them and refuse clearly when the limit is too low. Disk and network measurement (an
+//! `iotune` equivalent that sets the knobs) is future work.
+
+use serde::Serialize;
+
+/// Locked memory glommio needs per shard with its default io memory (measured to fit in 8 MiB
+/// for 2 shards on the reference machine).
+pub const MEMLOCK_PER_SHARD_BYTES_MIN: u64 = 512 * 1024;
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct HostFacts {
+    pub cores: usize,
+    pub memory_bytes: Option<u64>,
+    /// None = unlimited.
+    pub memlock_bytes: Option<u64>,
+}
+
+impl HostFacts {
+    pub fn probe() -> HostFacts {
+        HostFacts {
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            memory_bytes: memory_bytes(),
+            memlock_bytes: memlock_limit(),
+        }
+    }
+
+    /// Whether `shards` executors fit in the locked-memory limit.
+    pub fn memlock_fits(&self, shards: usize) -> bool {
+        self.memlock_bytes.is_none_or(|limit| limit >= MEMLOCK_PER_SHARD_BYTES_MIN * shards as u64)
+    }
+}
+
+fn memory_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    parse_meminfo_total(&text)
+}
+
+fn parse_meminfo_total(text: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+fn memlock_limit() -> Option<u64> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } != 0 || lim.rlim_cur == libc::RLIM_INFINITY {
+        return None;
+    }
+    Some(lim.rlim_cur)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tuning_parses_meminfo() {
+        assert_eq!(parse_meminfo_total("MemFree: 1 kB\nMemTotal:  2048 kB\n"), Some(2 << 20));
+        assert_eq!(parse_meminfo_total("nothing"), None);
+    }
+
+    #[test]
+    fn tuning_memlock_fit() {
+        let facts = HostFacts { cores: 2, memory_bytes: None, memlock_bytes: Some(8 << 20) };
+        assert!(facts.memlock_fits(2));
+        assert!(!HostFacts { memlock_bytes: Some(1024), ..facts.clone() }.memlock_fits(1));
+        assert!(HostFacts { memlock_bytes: None, ..facts }.memlock_fits(64));
+        assert!(HostFacts::probe().cores >= 1);
+    }
+}
