@@ -47,6 +47,15 @@ impl BatchCache {
         }
     }
 
+    /// Changes the bound (e.g. when a shard's cache budget is shared by more logs), evicting the
+    /// oldest batches beyond it.
+    pub fn set_max_bytes(&mut self, max_bytes: usize) {
+        self.max_bytes = max_bytes;
+        while self.bytes > self.max_bytes {
+            self.pop_oldest();
+        }
+    }
+
     fn pop_oldest(&mut self) {
         if let Some((_, b)) = self.batches.pop_first() {
             self.bytes -= b.data.len();

@@ -154,7 +154,9 @@ impl<B: IoBackend> Log<B> {
     }
 
     /// Resolves once everything below `end_offset` has reached `level` (group commit: concurrent
-    /// waiters share one write + one fdatasync). Err if the log is poisoned.
+    /// waiters share one write + one fdatasync). Err(Poisoned) if the log was poisoned before
+    /// reaching it (data that reached `level` before the failure still resolves Ok);
+    /// Err(OffsetOutOfRange) if `end_offset` > log end; Err(Closed) after close.
     pub async fn wait_durable(&self, end_offset: i64, level: Durability) -> Result<()> {
         self.inner.wait_durable(end_offset, level).await
     }
@@ -255,6 +257,11 @@ impl<B: IoBackend> Log<B> {
         self.inner.state.borrow().queue_bytes
     }
 
+    /// Re-bounds the batch cache (the broker shares one budget among a shard's logs).
+    pub fn set_cache_bytes_max(&self, bytes: usize) {
+        self.inner.cache.borrow_mut().set_max_bytes(bytes);
+    }
+
     /// Bytes held by the batch cache.
     pub fn cache_bytes(&self) -> usize {
         self.inner.cache.borrow().bytes()
@@ -342,9 +349,6 @@ impl<B: IoBackend> LogInner<B> {
             let listener = self.progress.listen();
             {
                 let mut st = self.state.borrow_mut();
-                if let Some(p) = &st.poisoned {
-                    return Err(Error::Poisoned(p.clone()));
-                }
                 if end_offset > st.log_end {
                     return Err(Error::OffsetOutOfRange {
                         requested: end_offset,
@@ -357,7 +361,10 @@ impl<B: IoBackend> LogInner<B> {
                     Durability::Synced => st.synced,
                 };
                 if reached >= end_offset {
-                    return Ok(());
+                    return Ok(()); // durable before any failure: still a valid ack
+                }
+                if let Some(p) = &st.poisoned {
+                    return Err(Error::Poisoned(p.clone()));
                 }
                 if st.writer_done {
                     return Err(Error::Closed);

@@ -10,6 +10,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 
 use crate::batch::BatchHeader;
+
 use crate::constants::WRITE_CHUNK_BYTES_MAX;
 use crate::error::{Error, Result};
 use crate::io::{align_down, align_up, IoBuf, IoFile};
@@ -66,56 +67,66 @@ impl<F: IoFile> SegmentAppender<F> {
         self.staged.push(data);
     }
 
-    /// Writes every staged batch (in chunks of at most `WRITE_CHUNK_BYTES_MAX`). Returns bytes
-    /// appended. Does not fsync.
+    /// Writes every staged batch. The byte stream `tail + staged batches` is cut at block-aligned
+    /// positions into pieces of at most `WRITE_CHUNK_BYTES_MAX`; pieces never overlap, so they are
+    /// submitted concurrently; only the last one is zero-padded. Returns bytes appended.
+    /// Does not fsync.
     pub async fn write_staged(&mut self) -> Result<u64> {
         let staged = std::mem::take(&mut self.staged);
         let appended = std::mem::take(&mut self.staged_bytes);
-        let mut start = 0;
-        while start < staged.len() {
-            let mut end = start;
-            let mut bytes = 0usize;
-            while end < staged.len() && (end == start || bytes + staged[end].len() <= WRITE_CHUNK_BYTES_MAX) {
-                bytes += staged[end].len();
-                end += 1;
-            }
-            self.write_chunk(&staged[start..end], bytes).await?;
-            start = end;
+        if appended == 0 {
+            return Ok(0);
         }
+        let file = self.segment.file.clone();
+        let align = file.alignment();
+        let start = align_down(self.file_end, align);
+        let used = self.tail.len() + appended as usize;
+        let padded = align_up(used as u64, align) as usize;
+        debug_assert_eq!(WRITE_CHUNK_BYTES_MAX as u64 % align, 0);
+        let mut source = std::iter::once(&self.tail[..]).chain(staged.iter().map(|b| &b[..]));
+        let mut current: &[u8] = source.next().unwrap_or(&[]);
+        let mut writes = Vec::new();
+        let mut new_tail = Vec::new();
+        let mut at = 0usize;
+        while at < padded {
+            let len = (padded - at).min(WRITE_CHUNK_BYTES_MAX);
+            let mut buf = file.alloc_buf(len);
+            let slice = buf.as_mut_slice();
+            let mut filled = 0;
+            while filled < len && at + filled < used {
+                while current.is_empty() {
+                    current = source.next().expect("staged bytes cover the used length");
+                }
+                let n = current.len().min(len - filled);
+                slice[filled..filled + n].copy_from_slice(&current[..n]);
+                current = &current[n..];
+                filled += n;
+            }
+            slice[filled..].fill(0);
+            if at + len >= used {
+                let tail_from = align_down(used as u64, align) as usize - at;
+                new_tail = slice[tail_from..used - at].to_vec();
+            }
+            writes.push((file.write_at(buf, start + at as u64), len));
+            at += len;
+        }
+        let (futures, lens): (Vec<_>, Vec<_>) = writes.into_iter().unzip();
+        let results = futures::future::join_all(futures).await;
+        for (result, len) in results.into_iter().zip(lens) {
+            let written = result?;
+            if written != len {
+                return Err(Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::WriteZero,
+                    format!("short write: {written} of {len} bytes"),
+                )));
+            }
+        }
+        self.tail = new_tail;
+        self.file_end += appended;
         let mut meta = self.segment.meta.borrow_mut();
         debug_assert_eq!(self.file_end, meta.size);
         meta.readable_size = self.file_end;
         Ok(appended)
-    }
-
-    async fn write_chunk(&mut self, batches: &[Bytes], bytes: usize) -> Result<()> {
-        let file = &self.segment.file;
-        let align = file.alignment();
-        let start = align_down(self.file_end, align);
-        let used = self.tail.len() + bytes;
-        let len = align_up(used as u64, align) as usize;
-        let mut buf = file.alloc_buf(len);
-        let slice = buf.as_mut_slice();
-        slice[..self.tail.len()].copy_from_slice(&self.tail);
-        let mut at = self.tail.len();
-        for b in batches {
-            slice[at..at + b.len()].copy_from_slice(b);
-            at += b.len();
-        }
-        slice[used..].fill(0);
-        let new_end = self.file_end + bytes as u64;
-        let tail_from = (align_down(new_end, align) - start) as usize;
-        let new_tail = slice[tail_from..used].to_vec();
-        let written = file.write_at(buf, start).await?;
-        if written != len {
-            return Err(Error::Io(std::io::Error::new(
-                std::io::ErrorKind::WriteZero,
-                format!("short write: {written} of {len} bytes"),
-            )));
-        }
-        self.file_end = new_end;
-        self.tail = new_tail;
-        Ok(())
     }
 
     /// fdatasync of the segment file.

@@ -163,3 +163,22 @@ fn append_read_survives_reopen() {
         assert!(!dir.exists());
     });
 }
+
+#[test]
+fn append_read_cache_bound_can_shrink() {
+    run(|| async {
+        let log = Log::open(FaultyBackend::new(), "/data/t-0".into(), config()).await.unwrap();
+        for i in 0..40 {
+            append_synced(&log, batch(2, i as i64, 200)).await;
+        }
+        let before = log.cache_bytes();
+        assert!(before > 4096);
+        log.set_cache_bytes_max(4096);
+        assert!(log.cache_bytes() <= 4096, "shrunk to the new bound");
+        // Evicted batches are still served, from disk.
+        let r = log.read(0, 1 << 20).await.unwrap();
+        assert_eq!(r.batches.len(), 40);
+        log.set_cache_bytes_max(0);
+        assert_eq!(log.cache_bytes(), 0);
+    });
+}
