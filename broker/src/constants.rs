@@ -11,6 +11,11 @@ pub const CONNECTION_IN_FLIGHT_MAX: usize = 8;
 /// Request bytes one shard holds at once across all its connections (Kafka's
 /// `queued.max.request.bytes`): readers wait for room before reading a request body.
 pub const SHARD_REQUEST_BYTES_IN_FLIGHT_MAX: u64 = 512 * 1024 * 1024;
+/// Memory for recently written batches (tailing consumers read them without disk I/O), shared
+/// by all logs of a shard.
+pub const SHARD_BATCH_CACHE_BYTES: usize = 256 * 1024 * 1024;
+/// Upper bound of one log's share of the cache.
+pub const LOG_BATCH_CACHE_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// Connections one shard serves at once; more are accepted and closed with a log line.
 pub const SHARD_CONNECTIONS_MAX: usize = 4096;
 /// Read buffer of a connection.

@@ -16,6 +16,19 @@ struct Cli {
 enum Command {
     /// Run a broker in the foreground (stop with SIGTERM or Ctrl-C).
     Start(StartArgs),
+    /// Drive any Kafka-compatible cluster with a workload and report throughput and latency.
+    Loadgen(loadgen::cli::LoadgenArgs),
+    /// Turn measured per-broker throughput into the number of brokers a target ingress needs.
+    Sizing(loadgen::cli::SizingArgs),
+    /// Benchmark helpers.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// A responder that acks every produce and stores nothing: the client + loopback ceiling.
+    NullBroker(loadgen::cli::NullBrokerArgs),
 }
 
 #[derive(clap::Args)]
@@ -101,6 +114,9 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Start(args) => build_config(args).and_then(riptide_broker::server::run),
+        Command::Loadgen(args) => loadgen::cli::run_loadgen(args),
+        Command::Sizing(args) => loadgen::cli::run_sizing(args),
+        Command::Bench(BenchCommand::NullBroker(args)) => loadgen::cli::run_null_broker(args),
     };
     if let Err(e) = result {
         eprintln!("riptide: error: {e:#}");

@@ -401,6 +401,7 @@ impl Shard {
                         self.open_partition(&meta.name, p, log_config.clone()).await;
                     }
                 }
+                self.rebalance_cache();
             }
             TopicChange::Delete(name) => {
                 self.topics.borrow_mut().remove(&name);
@@ -415,6 +416,7 @@ impl Shard {
                     }
                 }
                 self.offline.borrow_mut().retain(|(t, _)| *t != name);
+                self.rebalance_cache();
             }
         }
     }
@@ -431,6 +433,17 @@ impl Shard {
                 tracing::error!(dir = %dir.display(), "partition offline, cannot open its log: {e}");
                 self.offline.borrow_mut().insert((topic.to_string(), p));
             }
+        }
+    }
+
+    /// Splits the shard's cache budget evenly over its logs (run after partitions come or go).
+    fn rebalance_cache(&self) {
+        use crate::constants::{LOG_BATCH_CACHE_BYTES_MAX, SHARD_BATCH_CACHE_BYTES};
+        let partitions = self.partitions.borrow();
+        let count: usize = partitions.values().map(|m| m.len()).sum();
+        let share = (SHARD_BATCH_CACHE_BYTES / count.max(1)).min(LOG_BATCH_CACHE_BYTES_MAX);
+        for partition in partitions.values().flat_map(|m| m.values()) {
+            partition.log.set_cache_bytes_max(share);
         }
     }
 
