@@ -3,8 +3,8 @@
 
 use super::{encode, handler, Api, ApiError, Reply, Request};
 use crate::kafka::errors::UNKNOWN_TOPIC_OR_PARTITION;
-use crate::router::{shard_for, ShardRequest, ShardResponse};
-use crate::scatter::scatter;
+use crate::router::{ShardRequest, ShardResponse};
+use crate::scatter::per_partition;
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::protocol::VersionRange;
@@ -17,33 +17,23 @@ pub const API: Api = Api {
 
 async fn handle(mut req: Request) -> Result<Reply, ApiError> {
     let body: ListOffsetsRequest = req.decode()?;
-    let shard = req.shard.clone();
-    let mut items = Vec::new();
-    let mut known = Vec::new();
-    for topic in &body.topics {
-        let count = shard.topic_partitions(topic.name.0.as_str());
-        for p in &topic.partitions {
-            let ok = count.is_some_and(|n| (0..n).contains(&p.partition_index));
-            known.push(ok);
-            if ok {
-                let owner = shard_for(topic.name.0.as_str(), p.partition_index, shard.nr_shards);
-                items.push((owner, (topic.name.0.clone(), p.partition_index, p.timestamp)));
-            }
-        }
-    }
+    let queries = body
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| (t.name.0.clone(), p.partition_index, p.timestamp)))
+        .collect();
     let take = |r| match r {
         ShardResponse::Offsets(v) => Some(v),
         _ => None,
     };
-    let mut answers = scatter(&shard, items, ShardRequest::ListOffsets, take, (UNKNOWN_TOPIC_OR_PARTITION, -1, -1)).await.into_iter();
-    let mut known = known.into_iter();
+    let unknown = (UNKNOWN_TOPIC_OR_PARTITION, -1, -1);
+    let mut answers = per_partition(&req.shard, queries, ShardRequest::ListOffsets, take, unknown).await.into_iter();
     let mut resp = ListOffsetsResponse::default();
     for topic in &body.topics {
         let mut t = ListOffsetsTopicResponse::default();
         t.name = topic.name.clone();
         for p in &topic.partitions {
-            let (error, timestamp, offset) =
-                if known.next() == Some(true) { answers.next().expect("one answer per known partition") } else { (UNKNOWN_TOPIC_OR_PARTITION, -1, -1) };
+            let (error, timestamp, offset) = answers.next().expect("one answer per partition");
             let mut r = ListOffsetsPartitionResponse::default();
             r.partition_index = p.partition_index;
             r.error_code = error;
