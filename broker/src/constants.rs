@@ -30,6 +30,9 @@ pub const TOPIC_PARTITIONS_MAX: i32 = 10_000;
 pub const TOPIC_NAME_BYTES_MAX: usize = 249;
 /// Default partition count of auto-created topics (`num.partitions`).
 pub const PARTITIONS_DEFAULT: i32 = 1;
+/// How long start-up waits for the listen port to become free (after a kill -9 the old
+/// process's sockets can linger while its io_uring is torn down).
+pub const LISTEN_BIND_WAIT_MS: u64 = 10_000;
 /// How often each shard applies retention to its logs.
 pub const RETENTION_CHECK_INTERVAL_MS: u64 = 5 * 60 * 1000;
 /// Batches remembered per producer and partition for duplicate detection (librdkafka keeps <= 5

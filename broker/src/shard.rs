@@ -357,7 +357,10 @@ impl Shard {
                 -1 => (NONE, -1, log.high_watermark()),
                 -2 => (NONE, -1, log.log_start_offset()),
                 ts if ts >= 0 => match log.offset_for_timestamp(ts).await {
-                    Ok(Some((offset, found_ts))) => (NONE, found_ts, offset),
+                    Ok(Some((base, batch_ts))) => {
+                        let (offset, found_ts) = first_record_at_or_after(log, base, ts).await.unwrap_or((base, batch_ts));
+                        (NONE, found_ts, offset)
+                    }
                     Ok(None) => (NONE, -1, -1),
                     Err(e) => (from_storage(&e), -1, -1),
                 },
@@ -637,6 +640,15 @@ impl Shard {
         self.create_topics_via_controller(vec![spec], false).await;
         self.topic(name).is_some()
     }
+}
+
+/// Kafka answers a time query with the first *record* at or after `ts`; the index finds the batch,
+/// and this decodes that one batch (ListOffsets only, never the produce/fetch path).
+async fn first_record_at_or_after(log: &PartitionLog, base: i64, ts: i64) -> Option<(i64, i64)> {
+    let read = log.read(base, 1).await.ok()?;
+    let mut batch = read.batches.into_iter().next()?;
+    let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut batch).ok()?;
+    set.records.iter().find(|r| r.timestamp >= ts && r.offset >= base).map(|r| (r.offset, r.timestamp))
 }
 
 enum Appended {

@@ -108,3 +108,22 @@ fn bad_input_unknown_partition_and_bad_acks_get_error_codes() {
     let resp: ProduceResponse = c.call(ApiKey::Produce, 9, &produce("bad/name", 0, batch(1, "v", Compression::None)));
     assert_eq!(error_of(&resp), 3, "an illegal name is never auto-created");
 }
+
+#[test]
+fn bad_input_huge_array_count_is_rejected_not_allocated() {
+    let broker = TestBroker::start(1);
+    // Metadata v1 claiming 2^31-1 topics: must close the connection, not abort the process.
+    let mut c = broker.connect();
+    let mut req = header_v1(3, 1, 1, "x");
+    req.extend_from_slice(&i32::MAX.to_be_bytes());
+    c.send(&req);
+    assert!(c.closed());
+    // Flexible Metadata v12: header v2 (client id, empty tags), then a compact array with a
+    // varint count of 2^32-1.
+    let mut c = broker.connect();
+    let mut req = vec![0, 3, 0, 12, 0, 0, 0, 2, 0, 1, b'x', 0];
+    req.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+    c.send(&req);
+    assert!(c.closed());
+    still_serving(&broker);
+}

@@ -160,8 +160,8 @@ fn produce_fetch_out_of_range_and_list_offsets() {
     req.topics = vec![t];
     let resp: ListOffsetsResponse = c.call(ApiKey::ListOffsets, 7, &req);
     let offsets: Vec<i64> = resp.topics[0].partitions.iter().map(|p| p.offset).collect();
-    // earliest, latest, the first batch with a timestamp >= T (batch granularity), none later.
-    assert_eq!(offsets, vec![0, 40, 0, -1]);
+    // earliest, latest, the first record with a timestamp >= T (inside a batch), none later.
+    assert_eq!(offsets, vec![0, 40, 5, -1]);
 }
 
 #[test]
