@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# THE test command (README, CI):  bash tests/run-all.sh
+#   1. tests/setup.sh (kcat, .venv with the Python clients + pytest, kafkajs)
+#   2. cargo build --release            (target/release/riptide)
+#   3. cargo test --workspace
+#   4. cargo clippy --workspace --all-targets -- -D warnings
+#   5. the end-to-end suite (pytest, tests/e2e) against target/release/riptide
+# Steps 3-5 all run even if one fails; the exit code is non-zero if any step failed.
+# Extra arguments go to pytest (e.g. bash tests/run-all.sh -k kcat).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+step() { echo; echo "===== $* ====="; }
+failed=()
+
+step "setup"
+bash tests/setup.sh
+
+step "cargo build --release"
+cargo build --release
+[ -x target/release/riptide ] || { echo "target/release/riptide was not built" >&2; exit 1; }
+
+step "cargo test --workspace"
+cargo test --workspace || failed+=("cargo test")
+
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings || failed+=("cargo clippy")
+
+step "end-to-end tests (pytest) against target/release/riptide"
+export RIPTIDE_BIN="$ROOT/target/release/riptide"
+export RIPTIDE_E2E_BROKER=riptide
+set +e
+(cd tests && timeout --signal=TERM --kill-after=30 1200 \
+    "$ROOT/.venv/bin/python" -m pytest e2e "$@")
+rc=$?
+set -e
+case "$rc" in
+    0) ;;
+    5) echo "pytest collected no tests" >&2; failed+=("e2e: no tests ran") ;;
+    124|137) echo "pytest exceeded 1200 s and was stopped" >&2; failed+=("e2e: timeout") ;;
+    *) failed+=("e2e (pytest exit $rc)") ;;
+esac
+
+if [ "${#failed[@]}" -gt 0 ]; then
+    echo
+    echo "FAILED steps: ${failed[*]}" >&2
+    exit 1
+fi
