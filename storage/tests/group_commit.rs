@@ -102,3 +102,38 @@ fn group_commit_listen_fires_on_hw_move() {
         assert_eq!(log.high_watermark(), 1);
     });
 }
+
+#[test]
+fn group_commit_many_logs_share_syncfs_rounds() {
+    use std::os::unix::fs::MetadataExt;
+    run(|| async {
+        let tmp = tempfile::tempdir().unwrap();
+        const LOGS: usize = 60;
+        let mut logs = Vec::new();
+        for p in 0..LOGS {
+            let dir = tmp.path().join(format!("t-{p}"));
+            logs.push(Rc::new(Log::open(DmaBackend::new(), dir, config()).await.unwrap()));
+        }
+        let dev = std::fs::metadata(tmp.path()).unwrap().dev();
+        let group = storage::io::sync_group::SyncGroup::for_device(dev, tmp.path()).unwrap();
+        let rounds_before = group.rounds();
+        let mut tasks = Vec::new();
+        for (i, log) in logs.iter().enumerate() {
+            let log = log.clone();
+            tasks.push(glommio::spawn_local(async move {
+                let info = log.append(batch(2, i as i64, 300)).await.unwrap();
+                log.wait_durable(info.log_end_offset, Durability::Synced).await.unwrap();
+                assert_eq!(log.high_watermark(), 2, "synced data is visible");
+            }));
+        }
+        for t in tasks {
+            t.await;
+        }
+        let rounds = group.rounds() - rounds_before;
+        assert!(rounds >= 1, "durability needs at least one syncfs");
+        assert!(rounds < (LOGS / 4) as u64, "{LOGS} logs took {rounds} syncfs rounds: not coalesced");
+        for log in &logs {
+            log.close().await.unwrap();
+        }
+    });
+}

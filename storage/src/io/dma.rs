@@ -9,7 +9,9 @@ use std::path::Path;
 use bytes::Bytes;
 use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
 
+use super::sync_group::SyncGroup;
 use super::{IoBackend, IoBuf, IoFile};
+use std::rc::Rc;
 use crate::constants::{DMA_PROBE_FILE, DMA_PROBE_FILE_BYTES};
 
 thread_local! {
@@ -19,7 +21,7 @@ thread_local! {
 
 /// glommio DMA (O_DIRECT, io_uring) backend. Cheap to create and clone.
 ///
-/// Writes bypass the page cache; `sync` is fdatasync. Before the first DMA open on a device
+/// Writes bypass the page cache; `sync` joins the next shard-wide syncfs round. Before the first DMA open on a device
 /// (per executor thread) it opens a non-empty marker file, because glommio 0.9's iopoll probe
 /// misfires when the first DMA file it sees on a virtio disk is empty.
 #[derive(Clone, Debug, Default)]
@@ -65,10 +67,16 @@ impl IoBuf for DmaIoBuf {
     }
 }
 
-/// A glommio `DmaFile` opened read + write.
-#[derive(Debug)]
+/// A glommio `DmaFile` opened read + write. `sync` goes through the device's `SyncGroup`.
 pub struct DmaIoFile {
     file: DmaFile,
+    sync_group: Rc<SyncGroup>,
+}
+
+impl std::fmt::Debug for DmaIoFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DmaIoFile").field("file", &self.file).finish()
+    }
 }
 
 impl IoFile for DmaIoFile {
@@ -92,8 +100,9 @@ impl IoFile for DmaIoFile {
         Ok(Bytes::copy_from_slice(&res))
     }
 
+    /// Durable once a shard-wide syncfs round that started after this call completes.
     async fn sync(&self) -> io::Result<()> {
-        Ok(self.file.fdatasync().await?)
+        self.sync_group.sync().await
     }
 
     async fn size(&self) -> io::Result<u64> {
@@ -115,7 +124,10 @@ impl IoBackend for DmaBackend {
             }
         }
         let file = OpenOptions::new().read(true).write(true).create(create).dma_open(path).await?;
-        Ok(DmaIoFile { file })
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dev = std::fs::metadata(dir)?.dev();
+        let sync_group = SyncGroup::for_device(dev, dir)?;
+        Ok(DmaIoFile { file, sync_group })
     }
 
     async fn remove(&self, path: &Path) -> io::Result<()> {

@@ -6,6 +6,7 @@
 
 mod dma;
 mod faulty;
+pub mod sync_group;
 
 use std::io;
 use std::path::Path;
