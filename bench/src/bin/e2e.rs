@@ -1,0 +1,361 @@
+//! End-to-end harness: starts each system under test on loopback with a fresh data dir, runs the
+//! same workload with the loadgen library, tears it down, and writes ONE JSON report with the
+//! raw-disk and loopback references and the ratios.
+//!
+//!   cargo run -p riptide-bench --release --bin e2e -- \
+//!       --workload bench/workloads/1-topic-100-partitions-1kb-max.toml --out bench/reports/run.json
+
+use anyhow::{bail, Context};
+use bench::e2e_report::{compute_ratios, summary_table, E2eReport, Machine, SystemResult};
+use bench::systems::{self, SystemSpec};
+use bench::{disk, loopback, procstat};
+use clap::Parser;
+use loadgen::null_broker::{NullBroker, NullBrokerConfig};
+use loadgen::workload::DurationSpec;
+use loadgen::{run_workload, RunOptions, WindowEdge, WindowHook, Workload};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Raw disk reference: bytes and time bounds.
+const DISK_BYTES_MAX: u64 = 1024 * 1024 * 1024;
+const DISK_TIME_MAX: Duration = Duration::from_secs(5);
+/// Loopback reference duration.
+const LOOPBACK_TIME: Duration = Duration::from_secs(2);
+/// Pause between systems so sockets and page cache settle.
+const BETWEEN_SYSTEMS: Duration = Duration::from_secs(1);
+const REPORT_FORMAT_VERSION: u32 = 1;
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "e2e", about = "Riptide end-to-end benchmark harness (loopback only)")]
+struct Args {
+    /// Workload file.
+    #[arg(long, short)]
+    workload: Option<PathBuf>,
+    /// JSON report path (plots are written beside it).
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+    /// Systems to run, comma separated: null-broker, tansu, riptide-<shards>.
+    #[arg(long, value_delimiter = ',', default_value = "null-broker,tansu,riptide-1,riptide-2")]
+    systems: Vec<String>,
+    /// Riptide binary (default: <workspace>/target/release/riptide).
+    #[arg(long)]
+    riptide_bin: Option<PathBuf>,
+    /// Tansu binary (default: installed by bench/scripts/setup-tansu.sh).
+    #[arg(long)]
+    tansu_bin: Option<PathBuf>,
+    /// Where fresh data directories and the raw disk test file go (same filesystem as a real
+    /// deployment's data dir).
+    #[arg(long)]
+    data_root: Option<PathBuf>,
+    /// Override the measured duration of every run (e.g. 10s).
+    #[arg(long)]
+    duration: Option<String>,
+    /// Override the warm-up of every run (e.g. 2s).
+    #[arg(long)]
+    warmup: Option<String>,
+    /// Override the consumer count of every run (0: producers only, as against the ceiling).
+    #[arg(long)]
+    consumers: Option<u32>,
+    /// Skip the raw disk reference.
+    #[arg(long)]
+    no_disk: bool,
+    /// Skip the loopback TCP reference.
+    #[arg(long)]
+    no_loopback: bool,
+    /// Internal: serve a null broker on this address until killed.
+    #[arg(long, hide = true)]
+    serve_null_broker: Option<SocketAddr>,
+}
+
+fn machine() -> Machine {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_kib: f64 = meminfo
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu_model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("")
+        .trim()
+        .to_owned();
+    Machine {
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        memory_gib: mem_kib / 1024.0 / 1024.0,
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
+        cpu_model,
+    }
+}
+
+fn tansu_binary(given: Option<&PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = given {
+        return Ok(p.clone());
+    }
+    let script = workspace_root().join("bench/scripts/setup-tansu.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .output()
+        .with_context(|| format!("run {}", script.display()))?;
+    if !out.status.success() {
+        bail!("{} failed: {}", script.display(), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+/// The command line of each system; `Err` carries why it is skipped.
+fn system_spec(name: &str, args: &Args) -> Result<SystemSpec, String> {
+    if name == "null-broker" {
+        let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+        return Ok(SystemSpec {
+            name: name.into(),
+            program: exe,
+            args: vec!["--serve-null-broker".into(), "127.0.0.1:{port}".into()],
+            needs_data_dir: false,
+        });
+    }
+    if name == "tansu" {
+        let bin = tansu_binary(args.tansu_bin.as_ref()).map_err(|e| format!("{e:#}"))?;
+        if !bin.exists() {
+            return Err(format!("{} not found", bin.display()));
+        }
+        return Ok(SystemSpec {
+            name: name.into(),
+            program: bin,
+            args: [
+                "broker",
+                "--listener-url",
+                "tcp://127.0.0.1:{port}",
+                "--advertised-listener-url",
+                "tcp://127.0.0.1:{port}",
+                "--storage-engine",
+                "memory://tansu/",
+            ]
+            .map(String::from)
+            .to_vec(),
+            needs_data_dir: false,
+        });
+    }
+    if let Some(shards) = name.strip_prefix("riptide-") {
+        let shards: u32 = shards
+            .parse()
+            .map_err(|_| format!("bad system name {name:?}: use riptide-<shards>"))?;
+        let bin = args
+            .riptide_bin
+            .clone()
+            .unwrap_or_else(|| workspace_root().join("target/release/riptide"));
+        if !bin.exists() {
+            return Err(format!(
+                "{} not found (build it with `cargo build --release -p riptide-broker`)",
+                bin.display()
+            ));
+        }
+        return Ok(SystemSpec {
+            name: format!("riptide-shards-{shards}"),
+            program: bin,
+            args: vec![
+                "start".into(),
+                "--data-dir".into(),
+                "{data_dir}".into(),
+                "--listen".into(),
+                "127.0.0.1:{port}".into(),
+                "--shards".into(),
+                shards.to_string(),
+            ],
+            needs_data_dir: true,
+        });
+    }
+    Err(format!("unknown system {name:?}"))
+}
+
+fn run_system(spec: &SystemSpec, workload: &Workload, data_root: &Path, out: &Path) -> SystemResult {
+    let command = format!("{} {}", spec.program.display(), spec.args.join(" "));
+    let log_dir = out.with_extension("logs");
+    let mut running = match systems::start(spec, data_root, &log_dir) {
+        Ok(r) => r,
+        Err(e) => {
+            let mut r = SystemResult::skipped(&spec.name, command, String::new());
+            r.skipped = None;
+            r.error = Some(format!("start: {e}"));
+            return r;
+        }
+    };
+    eprintln!("== {} on {} (pid {})", spec.name, running.addr, running.pid());
+    let mut opts = RunOptions::new(running.addr.to_string());
+    opts.target_label = spec.name.clone();
+    // Broker CPU time at the edges of the measured windows only (not topic creation or drain).
+    let edges: Arc<Mutex<Vec<(WindowEdge, f64, Instant)>>> = Arc::default();
+    let pid = running.pid();
+    let hook_edges = edges.clone();
+    opts.window_hook = Some(WindowHook(Arc::new(move |edge| {
+        let cpu = procstat::cpu_seconds(pid).unwrap_or(0.0);
+        if let Ok(mut e) = hook_edges.lock() {
+            e.push((edge, cpu, Instant::now()));
+        }
+    })));
+    let result = run_workload(workload, &opts);
+    let (cpu_s, wall_s) = window_cpu(&edges.lock().map(|e| e.clone()).unwrap_or_default());
+    let alive = running.is_alive();
+    running.stop();
+    match result {
+        Ok(report) => {
+            print!("{}", report.table());
+            let stem = out.with_file_name(format!(
+                "{}-{}.json",
+                out.file_stem().and_then(|s| s.to_str()).unwrap_or("e2e"),
+                spec.name
+            ));
+            if let Err(e) = loadgen::plot::write_plots(&report, &stem) {
+                eprintln!("plots for {}: {e}", spec.name);
+            }
+            let mut r = SystemResult::measured(&spec.name, command, report, cpu_s, wall_s);
+            if !alive {
+                r.error = Some(format!("exited during the run; see {}", running.log_path().display()));
+            }
+            r
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", spec.name);
+            let mut r = SystemResult::skipped(&spec.name, command, String::new());
+            r.skipped = None;
+            r.error = Some(format!("{e}; log {}", running.log_path().display()));
+            r
+        }
+    }
+}
+
+/// CPU seconds and wall seconds summed over the measured windows (Start/End pairs).
+fn window_cpu(edges: &[(WindowEdge, f64, Instant)]) -> (f64, f64) {
+    let mut cpu = 0.0;
+    let mut wall = 0.0;
+    let mut open: Option<(f64, Instant)> = None;
+    for (edge, c, t) in edges {
+        match edge {
+            WindowEdge::Start { .. } => open = Some((*c, *t)),
+            WindowEdge::End { .. } => {
+                if let Some((c0, t0)) = open.take() {
+                    cpu += c - c0;
+                    wall += t.duration_since(t0).as_secs_f64();
+                }
+            }
+        }
+    }
+    (cpu, wall)
+}
+
+fn load_workload(args: &Args) -> anyhow::Result<(PathBuf, Workload)> {
+    let path = args
+        .workload
+        .clone()
+        .unwrap_or_else(|| workspace_root().join("bench/workloads/1-topic-100-partitions-1kb-max.toml"));
+    let mut w = Workload::from_file(&path)?;
+    if let Some(d) = &args.duration {
+        w.run.duration = DurationSpec::Text(d.clone());
+    }
+    if let Some(d) = &args.warmup {
+        w.run.warmup = DurationSpec::Text(d.clone());
+    }
+    if let Some(n) = args.consumers {
+        w.consumer.count = n;
+    }
+    w.validate()?;
+    Ok((path, w))
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if let Some(addr) = args.serve_null_broker {
+        let _broker = NullBroker::start(NullBrokerConfig::new(addr))?;
+        loop {
+            std::thread::park();
+        }
+    }
+    let (workload_path, workload) = load_workload(&args)?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| workspace_root().join("bench/reports/e2e-latest.json"));
+    let data_root = args.data_root.clone().unwrap_or_else(std::env::temp_dir);
+    let started_unix_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut notes = vec![
+        "All traffic on 127.0.0.1; clients and brokers share the machine's cores.".to_owned(),
+        "null-broker runs without consumers (it stores nothing to read).".to_owned(),
+    ];
+    let mut results = Vec::new();
+    for name in &args.systems {
+        match system_spec(name, &args) {
+            Err(why) => {
+                eprintln!("== {name}: skipped: {why}");
+                results.push(SystemResult::skipped(name, String::new(), why));
+            }
+            Ok(spec) => {
+                let mut w = workload.clone();
+                if spec.name == "null-broker" {
+                    w.consumer.count = 0;
+                }
+                results.push(run_system(&spec, &w, &data_root, &out));
+                std::thread::sleep(BETWEEN_SYSTEMS);
+            }
+        }
+    }
+    let raw_disk = if args.no_disk {
+        None
+    } else {
+        match disk::measure(&data_root, DISK_BYTES_MAX, DISK_TIME_MAX) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                notes.push(format!("raw disk: {e}"));
+                None
+            }
+        }
+    };
+    let loopback_tcp = if args.no_loopback {
+        None
+    } else {
+        match loopback::measure(LOOPBACK_TIME) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                notes.push(format!("loopback: {e}"));
+                None
+            }
+        }
+    };
+    let ratios = compute_ratios(&results, raw_disk.as_ref(), loopback_tcp.as_ref());
+    let report = E2eReport {
+        format_version: REPORT_FORMAT_VERSION,
+        started_unix_s,
+        workload_file: workload_path.display().to_string(),
+        machine: machine(),
+        systems: results,
+        raw_disk,
+        loopback_tcp,
+        ratios,
+        notes,
+    };
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&out, serde_json::to_string_pretty(&report)?)
+        .with_context(|| format!("write {}", out.display()))?;
+    println!();
+    print!("{}", summary_table(&report));
+    println!("report: {}", out.display());
+    Ok(())
+}
