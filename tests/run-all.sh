@@ -4,8 +4,9 @@
 #   2. cargo build --release            (target/release/riptide)
 #   3. cargo test --workspace
 #   4. cargo clippy --workspace --all-targets -- -D warnings
-#   5. the end-to-end suite (pytest, tests/e2e) against target/release/riptide
-# Steps 3-5 all run even if one fails; the exit code is non-zero if any step failed.
+#   5. the callgrind regression bench (instruction counts vs bench/baseline/callgrind.json)
+#   6. the end-to-end suite (pytest, tests/e2e) against target/release/riptide
+# Steps 3-6 all run even if one fails; the exit code is non-zero if any step failed.
 # Extra arguments go to pytest (e.g. bash tests/run-all.sh -k kcat).
 set -euo pipefail
 
@@ -27,6 +28,9 @@ cargo test --workspace || failed+=("cargo test")
 
 step "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings || failed+=("cargo clippy")
+
+step "regression bench: callgrind instruction counts vs committed baseline"
+bash bench/scripts/callgrind-regress.sh || failed+=("callgrind regression bench")
 
 step "end-to-end tests (pytest) against target/release/riptide"
 export RIPTIDE_BIN="$ROOT/target/release/riptide"

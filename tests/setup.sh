@@ -34,6 +34,12 @@ command -v kcat >/dev/null 2>&1 || need+=(kcat)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 command -v python3 >/dev/null 2>&1 || need+=(python3 python3-venv)
+# Building librdkafka (rdkafka-sys, used by the load generator) and the callgrind regression bench.
+command -v cc >/dev/null 2>&1 || need+=(build-essential)
+command -v make >/dev/null 2>&1 || need+=(make)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+[ -f /usr/include/zlib.h ] || need+=(zlib1g-dev)
+command -v valgrind >/dev/null 2>&1 || need+=(valgrind)
 if [ "${#need[@]}" -gt 0 ]; then
     apt_install "${need[@]}"
 fi
