@@ -279,12 +279,10 @@ impl Shard {
 
     // ---- fetch ---------------------------------------------------------------------------
 
+    /// Reads every part concurrently: reads that miss the batch cache wait on disk, and a fetch
+    /// of many partitions should wait for the slowest read, not for their sum.
     pub async fn fetch_local(&self, parts: &[FetchPart]) -> Vec<FetchResult> {
-        let mut out = Vec::with_capacity(parts.len());
-        for part in parts {
-            out.push(self.fetch_one(part).await);
-        }
-        out
+        join_all(parts.iter().map(|part| self.fetch_one(part))).await
     }
 
     async fn fetch_one(&self, part: &FetchPart) -> FetchResult {
