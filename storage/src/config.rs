@@ -62,4 +62,10 @@ impl LogConfig {
     pub(crate) fn effective_segment_bytes(&self) -> u64 {
         self.segment_bytes.clamp(1, SEGMENT_BYTES_MAX)
     }
+
+    /// How far ahead of its end the active segment reserves disk space: a step, but never more
+    /// than one segment (small test segments must not reserve 32 MiB each).
+    pub(crate) fn allocate_step_bytes(&self) -> u64 {
+        SEGMENT_ALLOCATE_STEP_BYTES.min(self.effective_segment_bytes())
+    }
 }

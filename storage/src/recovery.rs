@@ -132,7 +132,7 @@ pub(crate) async fn create_segment<B: IoBackend>(
         created_ms: now_ms(),
         sealed: false,
     };
-    Ok(SegmentAppender::new(Rc::new(Segment::new(base, file, meta)), 0, Vec::new()))
+    Ok(SegmentAppender::new(Rc::new(Segment::new(base, file, meta)), 0, Vec::new(), config.allocate_step_bytes()))
 }
 
 /// Writes the index files of a freshly sealed segment.
@@ -173,7 +173,7 @@ pub(crate) async fn recover<B: IoBackend>(backend: &B, dir: &Path, config: &LogC
             for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
                 let _ = backend.remove(&segment_path(dir, segment.base_offset, suffix)).await;
             }
-            SegmentAppender::new(segment, valid_size, tail)
+            SegmentAppender::new(segment, valid_size, tail, config.allocate_step_bytes())
         }
         None => {
             let appender = create_segment(backend, dir, checkpoint.unwrap_or(0).max(0), config).await?;
@@ -185,6 +185,12 @@ pub(crate) async fn recover<B: IoBackend>(backend: &B, dir: &Path, config: &LogC
     let log_end = appender.segment().next_offset();
     let log_start = checkpoint.unwrap_or(first_base).max(first_base).min(log_end);
     Ok(Recovered { segments, appender, log_start, log_end })
+}
+
+/// Whether the batch header that would start at `pos` is all zeros (never written).
+async fn is_zero_at<F: IoFile>(file: &F, pos: u64) -> Result<bool> {
+    let head = file.read_at(pos, BATCH_HEADER_BYTES).await?;
+    Ok(head.iter().all(|&b| b == 0))
 }
 
 /// Opens one segment; returns it, its valid size, and whether later segments can be trusted.
@@ -215,9 +221,10 @@ async fn open_segment<B: IoBackend>(
     let complete = scan.invalid.is_none() && next_base.is_none_or(|nb| nb == scan.next_offset);
     if let Some(reason) = &scan.invalid {
         let garbage = file_size - scan.valid_size;
-        let padding_only = next_base.is_none() && garbage < file.alignment();
-        if padding_only {
-            tracing::debug!(dir = %dir.display(), base, garbage, "trimming tail padding");
+        // The active segment ends in zeros: block padding and space reserved ahead of the end.
+        let unwritten = next_base.is_none() && is_zero_at(&file, scan.valid_size).await?;
+        if unwritten {
+            tracing::debug!(dir = %dir.display(), base, garbage, "trimming unwritten tail (padding, reserved space)");
         } else {
             tracing::warn!(dir = %dir.display(), base, %reason, garbage, "truncating segment at last valid batch");
         }

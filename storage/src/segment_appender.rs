@@ -2,8 +2,10 @@
 //!
 //! The appender keeps the partial tail block of the file in memory; each write starts at the
 //! block containing the end of the file, re-writes the tail bytes, appends the new batches and
-//! zero-pads to the block boundary. The file may therefore be longer (zero padding) than its
-//! logical size until the segment is sealed (truncated) or recovered.
+//! zero-pads to the block boundary. Disk space is reserved ahead of the end in steps
+//! (`fallocate`), so writes land inside the file and ext4 can run them asynchronously. The file
+//! is therefore longer (zero padding, reserved space) than its logical size until the segment is
+//! sealed (truncated) or recovered.
 
 use std::rc::Rc;
 
@@ -26,17 +28,33 @@ pub struct SegmentAppender<F: IoFile> {
     tail: Vec<u8>,
     staged: Vec<Bytes>,
     staged_bytes: u64,
+    /// The file is known to be allocated (and at least this long) up to here.
+    allocated_end: u64,
+    /// Bytes reserved per allocation (a multiple of the alignment).
+    allocate_step: u64,
 }
 
 impl<F: IoFile> SegmentAppender<F> {
     /// Appender for `segment` whose file holds `file_end` valid bytes, the last partial block of
     /// which is `tail`.
-    pub fn new(segment: Rc<Segment<F>>, file_end: u64, tail: Vec<u8>) -> Self {
-        debug_assert_eq!(
-            tail.len() as u64,
-            file_end - align_down(file_end, segment.file.alignment())
-        );
-        SegmentAppender { segment, file_end, tail, staged: Vec::new(), staged_bytes: 0 }
+    /// `file_end` valid bytes, the last partial block of which is `tail`. Space is reserved
+    /// `allocate_step` bytes at a time.
+    pub fn new(segment: Rc<Segment<F>>, file_end: u64, tail: Vec<u8>, allocate_step: u64) -> Self {
+        let align = segment.file.alignment();
+        debug_assert_eq!(tail.len() as u64, file_end - align_down(file_end, align));
+        let allocate_step = align_up(allocate_step.max(1), align);
+        SegmentAppender { segment, file_end, tail, staged: Vec::new(), staged_bytes: 0, allocated_end: 0, allocate_step }
+    }
+
+    /// Reserves space so that `[0, end)` lies inside the file before it is written.
+    async fn ensure_allocated(&mut self, end: u64) -> Result<()> {
+        if end <= self.allocated_end {
+            return Ok(());
+        }
+        let target = end.div_ceil(self.allocate_step) * self.allocate_step;
+        self.segment.file.allocate(target).await?;
+        self.allocated_end = target;
+        Ok(())
     }
 
     pub fn segment(&self) -> &Rc<Segment<F>> {
@@ -83,6 +101,12 @@ impl<F: IoFile> SegmentAppender<F> {
         let used = self.tail.len() + appended as usize;
         let padded = align_up(used as u64, align) as usize;
         debug_assert_eq!(WRITE_CHUNK_BYTES_MAX as u64 % align, 0);
+        if let Err(e) = self.ensure_allocated(start + padded as u64).await {
+            // Nothing was written: put the batches back so the error leaves the appender as it was.
+            self.staged = staged;
+            self.staged_bytes = appended;
+            return Err(e);
+        }
         let mut source = std::iter::once(&self.tail[..]).chain(staged.iter().map(|b| &b[..]));
         let mut current: &[u8] = source.next().unwrap_or(&[]);
         let mut writes = Vec::new();

@@ -112,6 +112,11 @@ impl IoFile for DmaIoFile {
     async fn truncate(&self, len: u64) -> io::Result<()> {
         Ok(self.file.truncate(len).await?)
     }
+
+    /// fallocate(mode 0): unwritten extents, file size grows to `len`.
+    async fn allocate(&self, len: u64) -> io::Result<()> {
+        Ok(self.file.pre_allocate(len, false).await?)
+    }
 }
 
 impl IoBackend for DmaBackend {

@@ -36,6 +36,16 @@ struct MemFile {
     data: Vec<u8>,
     synced: Vec<u8>,
     durable: bool,
+    /// Size reserved by `allocate` (reads as zeros beyond `data`), kept apart from `data` so a
+    /// 32 MiB reservation costs no memory; `reserved_synced` is its durable value.
+    reserved: u64,
+    reserved_synced: u64,
+}
+
+impl MemFile {
+    fn size(&self) -> u64 {
+        (self.data.len() as u64).max(self.reserved)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -89,6 +99,7 @@ impl FaultyBackend {
         for f in fs.files.values() {
             let mut f = f.borrow_mut();
             f.data = f.synced.clone();
+            f.reserved = f.reserved_synced;
         }
         fs.faults = Faults::default();
     }
@@ -100,7 +111,7 @@ impl FaultyBackend {
 
     /// Current (volatile) length of a file.
     pub fn file_len(&self, path: &Path) -> Option<u64> {
-        self.fs.borrow().files.get(path).map(|f| f.borrow().data.len() as u64)
+        self.fs.borrow().files.get(path).map(|f| f.borrow().size())
     }
 
     /// Current (volatile) contents of a file.
@@ -114,6 +125,8 @@ impl FaultyBackend {
             let mut f = f.borrow_mut();
             f.data.resize(len as usize, 0);
             f.synced.resize(len as usize, 0);
+            f.reserved = f.reserved.min(len);
+            f.reserved_synced = f.reserved_synced.min(len);
         }
     }
 
@@ -233,9 +246,13 @@ impl IoFile for FaultyFile {
 
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
         let f = self.file.borrow();
-        let start = (pos as usize).min(f.data.len());
-        let end = (start + len).min(f.data.len());
-        Ok(Bytes::copy_from_slice(&f.data[start..end]))
+        let size = f.size() as usize;
+        let start = (pos as usize).min(size);
+        let end = (start + len).min(size);
+        let mut out = vec![0u8; end - start];
+        let have = f.data.len().clamp(start, end);
+        out[..have - start].copy_from_slice(&f.data[start..have]);
+        Ok(Bytes::from(out))
     }
 
     async fn sync(&self) -> io::Result<()> {
@@ -248,16 +265,28 @@ impl IoFile for FaultyFile {
         }
         let mut f = self.file.borrow_mut();
         f.synced = f.data.clone();
+        f.reserved_synced = f.reserved;
         f.durable = true;
         Ok(())
     }
 
     async fn size(&self) -> io::Result<u64> {
-        Ok(self.file.borrow().data.len() as u64)
+        Ok(self.file.borrow().size())
     }
 
     async fn truncate(&self, len: u64) -> io::Result<()> {
-        self.file.borrow_mut().data.resize(len as usize, 0);
+        let mut f = self.file.borrow_mut();
+        f.data.resize(len as usize, 0);
+        f.reserved = f.reserved.min(len);
+        Ok(())
+    }
+
+    async fn allocate(&self, len: u64) -> io::Result<()> {
+        if self.fs.borrow().faults.disk_full {
+            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+        }
+        let mut f = self.file.borrow_mut();
+        f.reserved = f.reserved.max(len);
         Ok(())
     }
 }

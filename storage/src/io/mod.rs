@@ -41,6 +41,10 @@ pub trait IoFile: 'static {
     async fn size(&self) -> io::Result<u64>;
     /// Sets the file size.
     async fn truncate(&self, len: u64) -> io::Result<()>;
+    /// Reserves disk blocks for `[0, len)` and grows the file to at least `len` bytes (reading
+    /// as zeros), so later writes below `len` neither allocate nor extend the file. Like a size
+    /// change, durable only after `sync`.
+    async fn allocate(&self, len: u64) -> io::Result<()>;
 }
 
 /// A filesystem: opens files and manipulates directories.
