@@ -6,8 +6,12 @@ pub const LISTEN_DEFAULT: &str = "127.0.0.1:9092";
 pub const DATA_DIR_DEFAULT: &str = "./riptide-data";
 /// Largest request frame accepted (`socket.request.max.bytes`, Kafka's default 100 MiB).
 pub const SOCKET_REQUEST_BYTES_MAX: usize = 100 * 1024 * 1024;
-/// Requests read ahead of their responses on one connection (Kafka clients pipeline up to 5).
-pub const CONNECTION_IN_FLIGHT_MAX: usize = 8;
+/// Requests read ahead of their responses on one connection. The Java client pipelines 5, but
+/// librdkafka's default is 1,000,000 and it sends one partition per Produce request: 100
+/// partitions at 50 MB/s are ~25k requests/s, each waiting a few ms for its write, so a small
+/// window (8) left requests queued in socket buffers for 100+ ms. Memory stays bounded by
+/// `SHARD_REQUEST_BYTES_IN_FLIGHT_MAX`, not by this count.
+pub const CONNECTION_IN_FLIGHT_MAX: usize = 1024;
 /// Request bytes one shard holds at once across all its connections (Kafka's
 /// `queued.max.request.bytes`): readers wait for room before reading a request body.
 pub const SHARD_REQUEST_BYTES_IN_FLIGHT_MAX: u64 = 512 * 1024 * 1024;

@@ -102,40 +102,45 @@ async fn handle(shard: &Rc<Shard>, registry: &Rc<Registry>, mut payload: Bytes) 
     Ok(Outgoing { correlation_id: pre.correlation_id, header_version, body, permit: None })
 }
 
+/// Writes responses in request order. Buffered responses are flushed before waiting for
+/// anything (the next request, or the next response's body): responses that are ready together
+/// share one syscall, and none waits behind a slower one it has no need to wait for.
 async fn write_loop<W: AsyncWrite + Unpin>(rx: LocalReceiver<Outgoing>, writer: W) {
     let mut writer = BufWriter::with_capacity(CONNECTION_READ_BUFFER_BYTES, writer);
-    let mut next = rx.recv().await;
-    while let Some(out) = next.take() {
-        let Some(body) = out.body.await else {
-            next = rx.recv().await;
-            continue;
-        };
-        let len = body.iter().map(Bytes::len).sum();
-        let prefix = frame::response_prefix(out.correlation_id, out.header_version, len);
-        let mut result = writer.write_all(&prefix).await;
-        for chunk in &body {
-            if result.is_err() {
-                break;
-            }
-            result = writer.write_all(chunk).await;
-        }
-        // Flush only when no other response is queued, so pipelined responses share a syscall.
-        match rx.recv().now_or_never() {
-            Some(queued) => next = queued,
-            None => {
-                if result.is_ok() {
-                    result = writer.flush().await;
-                }
-                if result.is_ok() {
-                    next = rx.recv().await;
-                }
-            }
-        }
-        if let Err(e) = result {
-            tracing::debug!("write failed, closing connection: {e}");
-            return;
-        }
+    if let Err(e) = write_responses(&rx, &mut writer).await {
+        tracing::debug!("write failed, closing connection: {e}");
+        return;
     }
     let _ = writer.flush().await;
     let _ = writer.close().await;
+}
+
+async fn write_responses<W: AsyncWrite + Unpin>(rx: &LocalReceiver<Outgoing>, writer: &mut BufWriter<W>) -> std::io::Result<()> {
+    loop {
+        let out = match rx.recv().now_or_never() {
+            Some(Some(out)) => out,
+            Some(None) => return Ok(()),
+            None => {
+                writer.flush().await?;
+                match rx.recv().await {
+                    Some(out) => out,
+                    None => return Ok(()),
+                }
+            }
+        };
+        let mut body = out.body;
+        let body = match (&mut body).now_or_never() {
+            Some(ready) => ready,
+            None => {
+                writer.flush().await?;
+                body.await
+            }
+        };
+        let Some(body) = body else { continue }; // acks=0: no response
+        let len = body.iter().map(Bytes::len).sum();
+        writer.write_all(&frame::response_prefix(out.correlation_id, out.header_version, len)).await?;
+        for chunk in &body {
+            writer.write_all(chunk).await?;
+        }
+    }
 }
