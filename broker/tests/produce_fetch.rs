@@ -217,3 +217,22 @@ fn connection_ready_response_not_held_behind_pending_one() {
     let second = c.recv().expect("fetch answered once data arrived");
     assert_eq!(i32::from_be_bytes(second[..4].try_into().unwrap()), 102);
 }
+
+#[test]
+fn fetch_response_budget_shared_across_partitions() {
+    let broker = TestBroker::start(1);
+    let mut c = broker.connect();
+    let b = batch(50, "s", Compression::None);
+    for _ in 0..3 {
+        let parts = (0..4).map(|p| (p, b.clone())).collect();
+        let resp: ProduceResponse = c.call(ApiKey::Produce, 9, &produce("share", parts));
+        assert!(resp.responses[0].partition_responses.iter().all(|p| p.error_code == 0));
+    }
+    // Room for four batches in all: each partition gets one, instead of the first partition
+    // taking three and the others nothing.
+    let mut req = fetch("share", &[(0, 0), (1, 0), (2, 0), (3, 0)], 0, 0);
+    req.max_bytes = 4 * b.len() as i32 + 100;
+    let resp: FetchResponse = c.call(ApiKey::Fetch, 12, &req);
+    let sizes: Vec<usize> = resp.responses[0].partitions.iter().map(|p| p.records.as_ref().map_or(0, |r| r.len())).collect();
+    assert_eq!(sizes, vec![b.len(); 4], "one whole batch per partition");
+}

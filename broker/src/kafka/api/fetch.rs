@@ -42,6 +42,11 @@ async fn handle(mut req: Request) -> Result<Reply, ApiError> {
     let max_wait = Duration::from_millis((body.max_wait_ms.max(0) as u64).min(FETCH_WAIT_MS_MAX));
     let min_bytes = body.min_bytes.max(0) as usize;
     let max_bytes = if body.max_bytes <= 0 { i32::MAX as usize } else { body.max_bytes as usize };
+    // Partitions are read concurrently, so give each a fair share of the response up front:
+    // reading every partition up to its own limit and trimming afterwards read (from disk, for
+    // a lagging consumer) twice what was sent.
+    let requested: usize = body.topics.iter().map(|t| t.partitions.len()).sum();
+    let share = (max_bytes / requested.max(1)).max(1);
     let mut slots = Vec::new();
     for topic in &body.topics {
         let name = topic.topic.0.clone();
@@ -52,7 +57,7 @@ async fn handle(mut req: Request) -> Result<Reply, ApiError> {
                 topic: name.clone(),
                 partition: p.partition,
                 offset: p.fetch_offset,
-                max_bytes: (p.partition_max_bytes.max(0) as usize).min(max_bytes),
+                max_bytes: (p.partition_max_bytes.max(0) as usize).min(share),
             });
             slots.push(Slot { topic: name.clone(), partition: p.partition, part });
         }
