@@ -5,12 +5,6 @@ use riptide_broker::config::{self, BrokerConfig, FileConfig};
 use riptide_broker::constants::*;
 use std::path::PathBuf;
 
-/// glibc malloc showed up at ~25% of the broker's CPU under small produce requests (bin
-/// splitting and consolidation for request buffers); mimalloc's per-thread heaps suit a
-/// thread-per-core process.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(name = "riptide", version, about = "Riptide: a Kafka-compatible streaming broker")]
 struct Cli {
