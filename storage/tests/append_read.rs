@@ -182,3 +182,31 @@ fn append_read_cache_bound_can_shrink() {
         assert_eq!(log.cache_bytes(), 0);
     });
 }
+
+#[test]
+fn append_read_unique_batch_is_not_copied() {
+    run(|| async {
+        let log = Log::open(FaultyBackend::new(), "/z/t-0".into(), config()).await.unwrap();
+        // A batch slice that is the only reference to its buffer (as a produce frame is once
+        // the request around it is dropped) gets its offset rewritten in place.
+        let frame = bytes::Bytes::from([vec![0u8; 100], batch(3, 1, 50).to_vec()].concat());
+        let unique = frame.slice(100..);
+        drop(frame);
+        let at = unique.as_ptr();
+        let first = log.append(batch(2, 1, 50)).await.unwrap(); // the next batch gets a non-zero base
+        let info = log.append(unique).await.unwrap();
+        log.wait_durable(info.log_end_offset, Durability::Synced).await.unwrap();
+        assert_eq!(info.base_offset, first.log_end_offset);
+        let read = log.read(info.base_offset, 1 << 20).await.unwrap();
+        assert_eq!(read.batches[0].as_ptr(), at, "served from the cache without a copy");
+        assert_eq!(i64::from_be_bytes(read.batches[0][..8].try_into().unwrap()), info.base_offset);
+        // A shared one is copied: the caller's bytes must not change under it.
+        let shared = batch(1, 1, 50);
+        let keep = shared.clone();
+        let info = log.append(shared).await.unwrap();
+        log.wait_durable(info.log_end_offset, Durability::Synced).await.unwrap();
+        let read = log.read(info.base_offset, 1 << 20).await.unwrap();
+        assert_ne!(read.batches[0].as_ptr(), keep.as_ptr());
+        assert_eq!(&keep[..8], &[0u8; 8], "caller's copy untouched");
+    });
+}

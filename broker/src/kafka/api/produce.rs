@@ -11,9 +11,11 @@ use bytes::Bytes;
 use futures::future::{join_all, LocalBoxFuture};
 use futures::FutureExt;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
-use kafka_protocol::protocol::VersionRange;
+use crate::shard::Shard;
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::protocol::{Decodable, StrBytes, VersionRange};
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 pub const API: Api = Api {
     key: ApiKey::Produce,
@@ -32,36 +34,68 @@ fn failed(error: i16) -> Slot {
     Slot::Ready(ProduceResult { error, base_offset: -1, log_start_offset: -1 })
 }
 
-async fn handle(mut req: Request) -> Result<Reply, ApiError> {
-    let body: ProduceRequest = req.decode()?;
-    let shard = req.shard.clone();
-    let acks = body.acks;
+/// The request taken apart: owned topic names, and each partition's records moved out.
+struct Incoming {
+    acks: i16,
+    transactional: bool,
+    topics: Vec<(TopicName, Vec<(i32, Option<Bytes>)>)>,
+}
+
+/// Decodes the request and drops every other reference to the frame (header strings, topic
+/// names, the request struct): when a batch's slice is then the frame's only user, storage
+/// rewrites its base offset in place instead of copying it (librdkafka sends one partition per
+/// request, so that is the common case).
+fn take_apart(req: Request) -> Result<(Rc<Shard>, i16, Incoming), ApiError> {
+    let Request { shard, registry, version, header, body: mut frame } = req;
+    drop((registry, header));
+    let body = ProduceRequest::decode(&mut frame, version).map_err(|e| ApiError::Decode(e.to_string()))?;
+    drop(frame);
+    let incoming = Incoming {
+        acks: body.acks,
+        transactional: body.transactional_id.is_some(),
+        topics: body
+            .topic_data
+            .into_iter()
+            .map(|t| {
+                let name = TopicName(StrBytes::from_string(t.name.0.to_string()));
+                (name, t.partition_data.into_iter().map(|p| (p.index, p.records)).collect())
+            })
+            .collect(),
+    };
+    Ok((shard, version, incoming))
+}
+
+async fn handle(req: Request) -> Result<Reply, ApiError> {
+    let (shard, version, incoming) = take_apart(req)?;
+    let acks = incoming.acks;
     let refuse = if !matches!(acks, -1..=1) {
         Some(INVALID_REQUIRED_ACKS)
-    } else if body.transactional_id.is_some() {
+    } else if incoming.transactional {
         Some(INVALID_TXN_STATE)
     } else {
         None
     };
     let mut slots: Vec<(usize, i32, Slot)> = Vec::new(); // (topic index, partition, slot)
     let mut per_shard: BTreeMap<usize, Vec<ProducePart>> = BTreeMap::new();
-    for (ti, topic) in body.topic_data.iter().enumerate() {
-        let name = topic.name.0.as_str();
+    let mut names = Vec::with_capacity(incoming.topics.len());
+    for (ti, (topic, partitions_data)) in incoming.topics.into_iter().enumerate() {
+        let name = topic.0.as_str();
         let partitions = if refuse.is_none() && shard.ensure_topic(name).await { shard.topic_partitions(name) } else { None };
-        for part in &topic.partition_data {
-            let slot = match (refuse, partitions, &part.records) {
+        for (index, records) in partitions_data {
+            let slot = match (refuse, partitions, records) {
                 (Some(code), _, _) => failed(code),
-                (None, Some(n), Some(records)) if (0..n).contains(&part.index) => {
-                    let owner = shard_for(name, part.index, shard.nr_shards);
+                (None, Some(n), Some(records)) if (0..n).contains(&index) => {
+                    let owner = shard_for(name, index, shard.nr_shards);
                     let queue = per_shard.entry(owner).or_default();
-                    queue.push(ProducePart { topic: topic.name.0.clone(), partition: part.index, records: records.clone() });
+                    queue.push(ProducePart { topic: topic.0.clone(), partition: index, records });
                     Slot::FromShard(owner, queue.len() - 1)
                 }
                 (None, Some(_), None) => failed(CORRUPT_MESSAGE),
                 (None, _, _) => failed(UNKNOWN_TOPIC_OR_PARTITION),
             };
-            slots.push((ti, part.index, slot));
+            slots.push((ti, index, slot));
         }
+        names.push(topic);
     }
     // Phase 1: append (local) or enqueue on the owner's FIFO (remote), shard by shard in order.
     let mut pending: Vec<(usize, LocalBoxFuture<'static, Vec<ProduceResult>>)> = Vec::new();
@@ -86,12 +120,11 @@ async fn handle(mut req: Request) -> Result<Reply, ApiError> {
         glommio::spawn_local(join_all(pending.into_iter().map(|(_, f)| f))).detach();
         return Ok(Reply::Nothing);
     }
-    let version = req.version;
     Ok(Reply::Later(async move {
         let owners: Vec<usize> = pending.iter().map(|(o, _)| *o).collect();
         let answers: BTreeMap<usize, Vec<ProduceResult>> =
             owners.into_iter().zip(join_all(pending.into_iter().map(|(_, f)| f)).await).collect();
-        let resp = build_response(&body, slots, &answers);
+        let resp = build_response(names, slots, &answers);
         encode(&resp, version).unwrap_or_else(|e| {
             tracing::error!("{e}");
             vec![Bytes::new()]
@@ -99,13 +132,12 @@ async fn handle(mut req: Request) -> Result<Reply, ApiError> {
     }.boxed_local()))
 }
 
-fn build_response(body: &ProduceRequest, slots: Vec<(usize, i32, Slot)>, answers: &BTreeMap<usize, Vec<ProduceResult>>) -> ProduceResponse {
-    let mut topics: Vec<TopicProduceResponse> = body
-        .topic_data
-        .iter()
-        .map(|t| {
+fn build_response(names: Vec<TopicName>, slots: Vec<(usize, i32, Slot)>, answers: &BTreeMap<usize, Vec<ProduceResult>>) -> ProduceResponse {
+    let mut topics: Vec<TopicProduceResponse> = names
+        .into_iter()
+        .map(|name| {
             let mut r = TopicProduceResponse::default();
-            r.name = t.name.clone();
+            r.name = name;
             r
         })
         .collect();
