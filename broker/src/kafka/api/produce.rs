@@ -34,11 +34,14 @@ fn failed(error: i16) -> Slot {
     Slot::Ready(ProduceResult { error, base_offset: -1, log_start_offset: -1 })
 }
 
+/// One partition's index and records, moved out of the request.
+type IncomingPartition = (i32, Option<Bytes>);
+
 /// The request taken apart: owned topic names, and each partition's records moved out.
 struct Incoming {
     acks: i16,
     transactional: bool,
-    topics: Vec<(TopicName, Vec<(i32, Option<Bytes>)>)>,
+    topics: Vec<(TopicName, Vec<IncomingPartition>)>,
 }
 
 /// Decodes the request and drops every other reference to the frame (header strings, topic
