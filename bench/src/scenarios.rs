@@ -7,9 +7,6 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ProduceRequest, TopicName};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use std::hint::black_box;
 
 /// Bytes checksummed by the CRC scenario.
@@ -40,37 +37,8 @@ pub fn pattern(len: usize) -> Vec<u8> {
 
 /// One v2 record batch of about [`BATCH_TARGET_BYTES`], uncompressed.
 pub fn record_batch() -> Bytes {
-    let value = Bytes::from(pattern(RECORD_VALUE_BYTES));
     let count = BATCH_TARGET_BYTES / (RECORD_VALUE_BYTES + 24);
-    let records: Vec<Record> = (0..count)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32,
-            timestamp: 1_700_000_000_000 + i as i64,
-            key: None,
-            value: Some(value.clone()),
-            headers: Default::default(),
-            delete_horizon: false,
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    // Encoding fixed records into a fresh buffer cannot fail.
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encoding a fixed record batch");
-    buf.freeze()
+    riptide_testkit::unkeyed_batch(count, Bytes::from(pattern(RECORD_VALUE_BYTES)), 1_700_000_000_000)
 }
 
 /// A Produce request with one topic and [`PRODUCE_PARTITIONS`] partitions of one batch each.

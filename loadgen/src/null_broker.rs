@@ -517,9 +517,6 @@ mod tests {
     use super::*;
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
     use kafka_protocol::messages::{ApiVersionsRequest, ProduceRequest};
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
 
     fn request(api: ApiKey, version: i16, body: impl Encodable) -> Bytes {
         let mut buf = BytesMut::new();
@@ -549,34 +546,7 @@ mod tests {
     }
 
     fn batch(records: usize) -> Bytes {
-        let records: Vec<Record> = (0..records)
-            .map(|i| Record {
-                transactional: false,
-                control: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: i as i32,
-                timestamp: 0,
-                key: None,
-                value: Some(Bytes::from_static(b"hello")),
-                headers: Default::default(),
-                delete_horizon: false,
-            })
-            .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            &records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .unwrap();
-        buf.freeze()
+        riptide_testkit::unkeyed_batch(records, Bytes::from_static(b"hello"), 0)
     }
 
     #[test]

@@ -10,11 +10,10 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use glommio::io::OpenOptions;
 use glommio::LocalExecutor;
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use storage::{DmaBackend, Durability, FlushPolicy, Log, LogConfig};
 
 const SIZES: [(usize, &str); 2] = [(1024, "1KiB"), (16 * 1024, "16KiB")];
@@ -39,27 +38,7 @@ fn record(name: &str, bytes: u64, elapsed: Duration) {
 
 /// One v2 batch of exactly `size` bytes (one record).
 fn batch_of(size: usize) -> Bytes {
-    let encode = |value_len: usize| {
-        let record = Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: 0,
-            sequence: 0,
-            timestamp: 1_700_000_000_000,
-            key: None,
-            value: Some(Bytes::from(vec![0x42; value_len])),
-            headers: Default::default(),
-        };
-        let mut buf = BytesMut::new();
-        let opts = RecordEncodeOptions { version: 2, compression: Compression::None };
-        RecordBatchEncoder::encode(&mut buf, [&record], &opts).expect("encode");
-        buf.freeze()
-    };
+    let encode = |value_len: usize| riptide_testkit::unkeyed_batch(1, Bytes::from(vec![0x42; value_len]), 1_700_000_000_000);
     let mut value_len = size - 80;
     for _ in 0..8 {
         let b = encode(value_len);

@@ -60,6 +60,19 @@ fn segment_base(path: &Path) -> i64 {
     path.file_stem().unwrap().to_str().unwrap().parse().unwrap()
 }
 
+/// File position where the batch holding byte `pos` starts, in the segment starting at
+/// `seg_base`: recovery keeps everything before it.
+fn start_of_batch_at(expected: &[Bytes], seg_base: i64, pos: u64) -> Option<u64> {
+    let mut at = 0u64;
+    for b in expected.iter().filter(|b| BatchHeader::parse(b).unwrap().base_offset >= seg_base) {
+        if pos < at + b.len() as u64 {
+            return Some(at);
+        }
+        at += b.len() as u64;
+    }
+    None
+}
+
 /// Position of a byte inside a batch header that is not covered by CRC or offset checks.
 fn unprotected(expected: &[Bytes], seg_base: i64, pos: u64) -> bool {
     let mut at = 0u64;
@@ -130,15 +143,7 @@ fn crash_recovery_random_corruption_faulty() {
             backend.corrupt_byte(&seg, pos);
             let log = Log::open(backend.clone(), dir, cfg()).await.unwrap();
             // The corrupted batch and everything after it in the segment are gone.
-            let mut at = 0u64;
-            let mut cut = len;
-            for b in expected.iter().filter(|b| BatchHeader::parse(b).unwrap().base_offset >= base) {
-                if pos < at + b.len() as u64 {
-                    cut = at;
-                    break;
-                }
-                at += b.len() as u64;
-            }
+            let cut = start_of_batch_at(&expected, base, pos).unwrap_or(len);
             assert_eq!(read_all(&log, 0).await, surviving(&expected, base, cut), "round {round} pos {pos}");
         }
     });
@@ -190,16 +195,7 @@ fn crash_recovery_random_damage_dma() {
                     }
                 };
                 data[pos as usize] ^= 0x5a;
-                let mut at = 0u64;
-                let mut cut = logical;
-                for b in expected.iter().filter(|b| BatchHeader::parse(b).unwrap().base_offset >= base) {
-                    if pos < at + b.len() as u64 {
-                        cut = at;
-                        break;
-                    }
-                    at += b.len() as u64;
-                }
-                cut
+                start_of_batch_at(&expected, base, pos).unwrap_or(logical)
             };
             std::fs::write(&seg, &data).unwrap();
             let recovered = Log::open(DmaBackend::new(), dir.clone(), cfg()).await.unwrap();

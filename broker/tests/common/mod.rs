@@ -4,7 +4,7 @@
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::Compression;
 use riptide_broker::config::{default_log_config, BrokerConfig};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -146,28 +146,8 @@ pub fn header_v1(key: i16, version: i16, correlation: i32, client: &str) -> Vec<
 
 /// A v2 record batch of `n` records, encoded by the kafka-protocol crate as a client would.
 pub fn batch(n: usize, tag: &str, compression: Compression) -> Bytes {
-    let records: Vec<Record> = (0..n)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // The encoder starts a new batch whenever offset - sequence changes.
-            sequence: i as i32,
-            timestamp: 1_700_000_000_000 + i as i64,
-            key: Some(Bytes::from(format!("key-{i}"))),
-            value: Some(Bytes::from(format!("{tag}-{i}"))),
-            headers: Default::default(),
-            delete_horizon: false,
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions { version: 2, compression };
-    RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
-    buf.freeze()
+    let records = (0..n).map(|i| (Some(Bytes::from(format!("key-{i}"))), Some(Bytes::from(format!("{tag}-{i}")))));
+    riptide_testkit::record_batch(records, 1_700_000_000_000, compression)
 }
 
 impl TestBroker {

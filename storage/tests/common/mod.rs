@@ -5,9 +5,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use riptide_testkit::{record_batch, Compression};
 use storage::{FlushPolicy, Log, LogConfig, ReadResult};
 
 /// Runs `f` on a fresh glommio executor thread.
@@ -26,27 +24,10 @@ where
 /// Builds one Kafka v2 record batch with `count` records (values of `value_len` bytes),
 /// timestamps `ts`, `ts + 1`, ... using kafka-protocol's encoder.
 pub fn batch_with(count: usize, ts: i64, value_len: usize, compression: Compression) -> Bytes {
-    let records: Vec<Record> = (0..count)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32,
-            timestamp: ts + i as i64,
-            key: Some(Bytes::from(format!("key-{i}"))),
-            value: Some(Bytes::from(vec![b'a' + (i % 26) as u8; value_len])),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions { version: 2, compression };
-    RecordBatchEncoder::encode(&mut buf, &records, &options).expect("encode batch");
-    buf.freeze()
+    let records = (0..count).map(|i| {
+        (Some(Bytes::from(format!("key-{i}"))), Some(Bytes::from(vec![b'a' + (i % 26) as u8; value_len])))
+    });
+    record_batch(records, ts, compression)
 }
 
 /// Uncompressed batch.
