@@ -187,27 +187,14 @@ fn produce_idempotent_retry_is_not_written_twice() {
     assert_eq!(resp.responses[0].partitions[0].high_watermark, 3, "written once");
 }
 
-/// Encodes one request frame payload (header + body) as `Client::call` does.
-fn encoded<Req: kafka_protocol::protocol::Encodable>(key: ApiKey, version: i16, correlation: i32, req: &Req) -> Vec<u8> {
-    use kafka_protocol::protocol::Encodable;
-    let mut header = RequestHeader::default();
-    header.request_api_key = key as i16;
-    header.request_api_version = version;
-    header.correlation_id = correlation;
-    let mut buf = bytes::BytesMut::new();
-    header.encode(&mut buf, key.request_header_version(version)).unwrap();
-    req.encode(&mut buf, version).unwrap();
-    buf.to_vec()
-}
-
 #[test]
 fn connection_ready_response_not_held_behind_pending_one() {
     let broker = TestBroker::start(1);
     let mut c = broker.connect();
     let _: ProduceResponse = c.call(ApiKey::Produce, 9, &produce("hol", vec![(0, batch(1, "a", Compression::None))]));
     // Pipelined: a request answered at once, then a fetch that waits (up to 30 s) for data.
-    c.send(&encoded(ApiKey::ApiVersions, 3, 101, &ApiVersionsRequest::default()));
-    c.send(&encoded(ApiKey::Fetch, 12, 102, &fetch("hol", &[(1, 0)], 30_000, 1)));
+    c.send(&common::encode_request(ApiKey::ApiVersions, 3, 101, &ApiVersionsRequest::default()));
+    c.send(&common::encode_request(ApiKey::Fetch, 12, 102, &fetch("hol", &[(1, 0)], 30_000, 1)));
     // The first answer must not wait in the broker's buffer behind the pending fetch (the read
     // times out after 10 s).
     let first = c.recv().expect("ApiVersions answered while the fetch is still waiting");

@@ -36,9 +36,7 @@ pub struct SegmentAppender<F: IoFile> {
 
 impl<F: IoFile> SegmentAppender<F> {
     /// Appender for `segment` whose file holds `file_end` valid bytes, the last partial block of
-    /// which is `tail`.
-    /// `file_end` valid bytes, the last partial block of which is `tail`. Space is reserved
-    /// `allocate_step` bytes at a time.
+    /// which is `tail`. Space is reserved `allocate_step` bytes at a time.
     pub fn new(segment: Rc<Segment<F>>, file_end: u64, tail: Vec<u8>, allocate_step: u64) -> Self {
         let align = segment.file.alignment();
         debug_assert_eq!(tail.len() as u64, file_end - align_down(file_end, align));
@@ -90,8 +88,7 @@ impl<F: IoFile> SegmentAppender<F> {
     /// submitted concurrently; only the last one is zero-padded. Returns bytes appended.
     /// Does not fsync.
     pub async fn write_staged(&mut self) -> Result<u64> {
-        let staged = std::mem::take(&mut self.staged);
-        let appended = std::mem::take(&mut self.staged_bytes);
+        let appended = self.staged_bytes;
         if appended == 0 {
             return Ok(0);
         }
@@ -101,12 +98,9 @@ impl<F: IoFile> SegmentAppender<F> {
         let used = self.tail.len() + appended as usize;
         let padded = align_up(used as u64, align) as usize;
         debug_assert_eq!(WRITE_CHUNK_BYTES_MAX as u64 % align, 0);
-        if let Err(e) = self.ensure_allocated(start + padded as u64).await {
-            // Nothing was written: put the batches back so the error leaves the appender as it was.
-            self.staged = staged;
-            self.staged_bytes = appended;
-            return Err(e);
-        }
+        self.ensure_allocated(start + padded as u64).await?;
+        let staged = std::mem::take(&mut self.staged);
+        self.staged_bytes = 0;
         let mut source = std::iter::once(&self.tail[..]).chain(staged.iter().map(|b| &b[..]));
         let mut current: &[u8] = source.next().unwrap_or(&[]);
         let mut writes = Vec::new();

@@ -75,15 +75,8 @@ fn start_of_batch_at(expected: &[Bytes], seg_base: i64, pos: u64) -> Option<u64>
 
 /// Position of a byte inside a batch header that is not covered by CRC or offset checks.
 fn unprotected(expected: &[Bytes], seg_base: i64, pos: u64) -> bool {
-    let mut at = 0u64;
-    for b in expected.iter().filter(|b| BatchHeader::parse(b).unwrap().base_offset >= seg_base) {
-        let rel = pos.wrapping_sub(at);
-        if rel < b.len() as u64 {
-            return (12..16).contains(&rel); // partition leader epoch: outside the CRC
-        }
-        at += b.len() as u64;
-    }
-    false
+    // Bytes 12..16 of a batch hold the partition leader epoch: outside the CRC.
+    start_of_batch_at(expected, seg_base, pos).is_some_and(|at| (12..16).contains(&(pos - at)))
 }
 
 #[test]

@@ -115,15 +115,7 @@ impl Client {
     /// Encodes `req` at `version` with the right header, sends it, decodes the response.
     pub fn call<Req: Encodable, Resp: Decodable>(&mut self, key: ApiKey, version: i16, req: &Req) -> Resp {
         self.correlation += 1;
-        let mut header = RequestHeader::default();
-        header.request_api_key = key as i16;
-        header.request_api_version = version;
-        header.correlation_id = self.correlation;
-        header.client_id = Some(StrBytes::from_static_str("riptide-test"));
-        let mut buf = BytesMut::new();
-        header.encode(&mut buf, key.request_header_version(version)).unwrap();
-        req.encode(&mut buf, version).unwrap();
-        let resp = self.roundtrip(&buf).expect("broker answered");
+        let resp = self.roundtrip(&encode_request(key, version, self.correlation, req)).expect("broker answered");
         let mut resp = Bytes::from(resp);
         let corr = i32::from_be_bytes(resp[..4].try_into().unwrap());
         assert_eq!(corr, self.correlation, "correlation id echoed");
@@ -131,6 +123,19 @@ impl Client {
         let _ = resp.split_to(header_len);
         Resp::decode(&mut resp, version).expect("response decodes")
     }
+}
+
+/// One request frame payload: the header `key` and `version` call for, then `req`.
+pub fn encode_request<Req: Encodable>(key: ApiKey, version: i16, correlation: i32, req: &Req) -> Vec<u8> {
+    let mut header = RequestHeader::default();
+    header.request_api_key = key as i16;
+    header.request_api_version = version;
+    header.correlation_id = correlation;
+    header.client_id = Some(StrBytes::from_static_str("riptide-test"));
+    let mut buf = BytesMut::new();
+    header.encode(&mut buf, key.request_header_version(version)).unwrap();
+    req.encode(&mut buf, version).unwrap();
+    buf.to_vec()
 }
 
 /// Request header v1 (non-flexible): key, version, correlation id, client id.
