@@ -20,6 +20,9 @@ pub struct BrokerConfig {
     pub socket_request_max_bytes: usize,
     /// Defaults for every topic's log; per-topic configs override them.
     pub log: LogConfig,
+    /// Tests only: every log's syncs run through this stand-in (fault injection) instead of
+    /// the device's syncfs or fdatasync. Never set by the command line or the config file.
+    pub sync_override: Option<storage::io::Syncer>,
 }
 
 /// The `--config FILE` format. Every key is optional; names follow Kafka's where one exists.

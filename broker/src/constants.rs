@@ -39,9 +39,12 @@ pub const PARTITIONS_DEFAULT: i32 = 1;
 pub const LISTEN_BIND_WAIT_MS: u64 = 10_000;
 /// How often each shard applies retention to its logs.
 pub const RETENTION_CHECK_INTERVAL_MS: u64 = 5 * 60 * 1000;
-/// Batches remembered per producer and partition for duplicate detection (librdkafka keeps <= 5
-/// requests in flight when idempotent).
-pub const PRODUCER_BATCHES_REMEMBERED: usize = 5;
+/// Producer ids one run of the broker may hand out (its range is reserved durably at start).
+pub const PRODUCER_ID_RANGE_PER_RUN: i64 = 1 << 40;
+/// Kafka's per-partition file naming the topic id the directory belongs to (KIP-516).
+pub const PARTITION_METADATA_FILE: &str = "partition.metadata";
+/// Suffix of a deleted partition's directory, moved aside until it is removed.
+pub const RETIRED_DIR_SUFFIX: &str = "-delete";
 /// Directory under the data dir holding broker metadata (topics, cluster id).
 pub const META_DIR: &str = "__riptide_meta";
 

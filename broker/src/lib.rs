@@ -4,7 +4,8 @@
 pub mod config;
 pub mod constants;
 pub mod kafka;
-pub mod producers;
+pub mod partition_dirs;
+pub mod producer_ids;
 pub mod router;
 pub mod scatter;
 pub mod server;

@@ -101,6 +101,7 @@ fn build_config(args: StartArgs) -> anyhow::Result<BrokerConfig> {
         default_partitions,
         socket_request_max_bytes,
         log,
+        sync_override: None,
     })
 }
 

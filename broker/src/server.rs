@@ -37,6 +37,10 @@ pub fn run_until(config: BrokerConfig, stop: Arc<AtomicBool>) -> anyhow::Result<
     let _lock = lock_data_dir(&config.data_dir)?;
     let cluster_id = cluster_id(&config.data_dir)?;
     let table = TopicTable::load(&config.data_dir)?;
+    let table_exists = TopicTable::path(&config.data_dir).exists();
+    let retired = crate::partition_dirs::collect_garbage(&config.data_dir, &table, table_exists)?;
+    remove_in_background(retired);
+    let producer_ids = crate::producer_ids::reserve(&config.data_dir, now_ms())?;
     wait_for_port(config.listen)?;
     raise_memlock_limit();
     let host = tuning::HostFacts::probe();
@@ -64,7 +68,7 @@ pub fn run_until(config: BrokerConfig, stop: Arc<AtomicBool>) -> anyhow::Result<
     let handles = LocalExecutorPoolBuilder::new(placement)
         .name("riptide-shard")
         .on_all_shards(move || async move {
-            let result = shard_main(config, cluster_id, table, meshes, stop.clone()).await;
+            let result = shard_main(config, cluster_id, table, meshes, producer_ids, stop.clone()).await;
             if let Err(e) = &result {
                 tracing::error!("shard failed: {e:#}");
                 stop.store(true, Ordering::SeqCst);
@@ -93,11 +97,12 @@ async fn shard_main(
     cluster_id: String,
     table: TopicTable,
     meshes: Meshes,
+    producer_ids: crate::producer_ids::ProducerIdRange,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
     let (router, inbound) = meshes.join().await?;
     let listen = config.listen;
-    let shard = Shard::open(config, cluster_id, table, router).await;
+    let shard = Shard::open(config, cluster_id, table, router, producer_ids).await;
     shard.serve_inbound(inbound);
     let registry = Rc::new(Registry::new(REGISTRY).map_err(anyhow::Error::msg)?);
     let listener = glommio::net::TcpListener::bind(listen)
@@ -167,6 +172,25 @@ fn wait_for_port(addr: std::net::SocketAddr) -> anyhow::Result<()> {
         }
     }
     unreachable!("the loop returns")
+}
+
+/// Removes directories of deleted partitions left by an earlier run, off the start-up path.
+fn remove_in_background(dirs: Vec<std::path::PathBuf>) {
+    if dirs.is_empty() {
+        return;
+    }
+    let spawned = std::thread::Builder::new().name("riptide-remove".into()).spawn(move || {
+        for dir in dirs {
+            crate::partition_dirs::remove_retired(&dir);
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start the removal of deleted partition directories: {e}");
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// One broker per data dir: a second one would corrupt the logs.

@@ -6,7 +6,6 @@
 
 use crate::config::BrokerConfig;
 use crate::kafka::errors::*;
-use crate::producers::{last_seq, Producers, SeqCheck};
 use crate::router::*;
 use crate::topics::{self, partition_dir, TopicMeta, TopicTable};
 use futures::future::{join_all, select, Either, LocalBoxFuture};
@@ -16,15 +15,15 @@ use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 use storage::{AppendInfo, BatchHeader, DmaBackend, Durability, FlushPolicy, Log};
+use storage::io::blocking;
 
 pub type PartitionLog = Log<DmaBackend>;
 
-/// One partition's log plus the producer bookkeeping that guards its appends.
+/// One partition's log (which also keeps its idempotent producers' windows).
 pub struct Partition {
     pub log: PartitionLog,
     /// The topic's flush policy: decides what acks=all waits for.
     flush: FlushPolicy,
-    producers: RefCell<Producers>,
 }
 
 pub struct Shard {
@@ -39,6 +38,7 @@ pub struct Shard {
     offline: RefCell<HashSet<(String, i32)>>,
     backend: DmaBackend,
     next_producer_id: Cell<i64>,
+    producer_ids_end: i64,
     /// Serialises metadata changes on the controller (shard 0).
     controller_lock: glommio::sync::Semaphore,
     pub connections: Cell<usize>,
@@ -61,10 +61,15 @@ impl Shard {
         cluster_id: String,
         table: TopicTable,
         router: Router,
+        producer_ids: crate::producer_ids::ProducerIdRange,
     ) -> Rc<Shard> {
-        // Producer ids: start-up time in ms << 20, interleaved across shards: unique across
-        // restarts unless a shard hands out more than ~1M ids per ms of uptime.
-        let first_pid = (now_ms() << 20) + router.me as i64;
+        // Producer ids: this run's range (reserved durably at start, so never reused after a
+        // restart, whatever the clock does), interleaved across shards.
+        let first_pid = producer_ids.first + router.me as i64;
+        let backend = match &config.sync_override {
+            Some(syncer) => DmaBackend::with_syncer(syncer.clone()),
+            None => DmaBackend::new(),
+        };
         let shard = Rc::new(Shard {
             id: router.me,
             nr_shards: router.nr_shards,
@@ -74,8 +79,9 @@ impl Shard {
             topics: RefCell::new(TopicTable::default()),
             partitions: RefCell::new(HashMap::new()),
             offline: RefCell::new(HashSet::new()),
-            backend: DmaBackend::new(),
+            backend,
             next_producer_id: Cell::new(first_pid),
+            producer_ids_end: producer_ids.end,
             controller_lock: glommio::sync::Semaphore::new(1),
             connections: Cell::new(0),
             request_budget: Rc::new(glommio::sync::Semaphore::new(crate::constants::SHARD_REQUEST_BYTES_IN_FLIGHT_MAX)),
@@ -115,10 +121,15 @@ impl Shard {
         Err(UNKNOWN_TOPIC_OR_PARTITION)
     }
 
-    pub fn allocate_producer_id(&self) -> i64 {
+    /// A producer id never handed out before by this data dir; None once this run's range is
+    /// used up (2^40 ids: not in practice).
+    pub fn allocate_producer_id(&self) -> Option<i64> {
         let id = self.next_producer_id.get();
+        if id >= self.producer_ids_end {
+            return None;
+        }
         self.next_producer_id.set(id + self.nr_shards as i64);
-        id
+        Some(id)
     }
 
     /// Runs `req` here if this shard is the target, else on the target shard.
@@ -200,7 +211,7 @@ impl Shard {
         parts: Vec<ProducePart>,
     ) -> LocalBoxFuture<'static, Vec<ProduceResult>> {
         let mut appended = Vec::with_capacity(parts.len());
-        for part in &parts {
+        for part in parts {
             appended.push(self.append_one(part).await);
         }
         async move {
@@ -213,8 +224,10 @@ impl Shard {
                             (0, _) => None,
                             _ => Some(Durability::Written),
                         };
+                        // A duplicate waits for its original the same way: it may still be on
+                        // its way to disk, and must fail if the original's write does.
                         let result = match level {
-                            Some(level) => partition.log.wait_durable(info.last_offset + 1, level).await,
+                            Some(level) => partition.log.wait_appended(&info, level).await,
                             None => Ok(()),
                         };
                         let error = match result {
@@ -233,45 +246,33 @@ impl Shard {
         .boxed_local()
     }
 
-    async fn append_one(&self, part: &ProducePart) -> Appended {
+    /// Appends one partition's batches. Takes the part by value: when its records are the
+    /// frame's only user, storage rewrites the offsets in place instead of copying.
+    async fn append_one(&self, part: ProducePart) -> Appended {
         let fail = |error| Appended::Done(ProduceResult { error, base_offset: -1, log_start_offset: -1 });
         let partition = match self.partition(&part.topic, part.partition) {
             Ok(p) => p,
             Err(code) => return fail(code),
         };
-        let header = match BatchHeader::parse(&part.records) {
-            Ok(h) => h,
+        match BatchHeader::parse(&part.records) {
+            Ok(h) if h.is_transactional() => return fail(INVALID_TXN_STATE),
+            Ok(_) => {}
             Err(e) => {
                 tracing::warn!(topic = %part.topic.as_str(), partition = part.partition, "rejected batch: {e}");
                 return fail(from_storage(&e));
             }
-        };
-        if header.is_transactional() {
-            return fail(INVALID_TXN_STATE);
         }
-        let idempotent = header.producer_id >= 0;
-        let last = last_seq(header.base_sequence, header.last_offset_delta);
-        if idempotent {
-            let check = partition.producers.borrow().check(header.producer_id, header.producer_epoch, header.base_sequence, last);
-            match check {
-                SeqCheck::Append => {}
-                SeqCheck::Duplicate(base_offset) => {
-                    let log_start_offset = partition.log.log_start_offset();
-                    return Appended::Done(ProduceResult { error: NONE, base_offset, log_start_offset });
-                }
-                SeqCheck::Reject(code) => return fail(code),
-            }
-        }
-        match partition.log.append(part.records.clone()).await {
-            Ok(info) => {
-                if idempotent {
-                    partition.producers.borrow_mut().record(
-                        header.producer_id, header.producer_epoch, header.base_sequence, last, info.base_offset);
-                }
-                Appended::Wait(partition, info)
-            }
+        // The log checks idempotent producers' sequences in the same step as it assigns
+        // offsets: a retry is answered with the original's offsets, never appended twice.
+        match partition.log.append(part.records).await {
+            Ok(info) => Appended::Wait(partition, info),
             Err(e) => {
-                tracing::warn!(topic = %part.topic.as_str(), partition = part.partition, "append failed: {e}");
+                match &e {
+                    storage::Error::OutOfOrderSequence { .. } | storage::Error::InvalidProducerEpoch { .. } => {
+                        tracing::debug!(topic = %part.topic.as_str(), partition = part.partition, "refused batch: {e}")
+                    }
+                    _ => tracing::warn!(topic = %part.topic.as_str(), partition = part.partition, "append failed: {e}"),
+                }
                 fail(from_storage(&e))
             }
         }
@@ -399,22 +400,23 @@ impl Shard {
                 self.topics.borrow_mut().upsert(meta.clone());
                 for p in old..meta.partitions {
                     if self.owns(&meta.name, p) {
-                        self.open_partition(&meta.name, p, log_config.clone()).await;
+                        self.open_partition(&meta.name, p, meta.id, log_config.clone()).await;
                     }
                 }
                 self.rebalance_cache();
             }
             TopicChange::Delete(name) => {
+                let partitions = self.topic_partitions(&name).unwrap_or(0);
                 self.topics.borrow_mut().remove(&name);
                 let removed = self.partitions.borrow_mut().remove(&name).unwrap_or_default();
                 for (p, partition) in removed {
                     if let Err(e) = partition.log.close().await {
                         tracing::warn!(topic = %name, partition = p, "close on delete: {e}");
                     }
-                    let dir = partition.log.dir().to_path_buf();
-                    if let Err(e) = std::fs::remove_dir_all(&dir) {
-                        tracing::error!(dir = %dir.display(), "cannot delete partition dir: {e}");
-                    }
+                }
+                // Offline partitions have directories too.
+                for p in (0..partitions).filter(|p| self.owns(&name, *p)) {
+                    retire_and_remove(partition_dir(&self.config.data_dir, &name, p)).await;
                 }
                 self.offline.borrow_mut().retain(|(t, _)| *t != name);
                 self.rebalance_cache();
@@ -422,16 +424,29 @@ impl Shard {
         }
     }
 
-    async fn open_partition(&self, topic: &str, p: i32, config: storage::LogConfig) {
+    /// Opens (or creates) a partition's log. A directory left by an earlier topic of the same
+    /// name is moved aside first (`partition_dirs::claim`). A log that cannot be opened (e.g.
+    /// corrupt synced data) leaves the partition offline: KAFKA_STORAGE_ERROR to clients, the
+    /// reason in the log, and nothing deleted.
+    async fn open_partition(&self, topic: &str, p: i32, topic_id: u128, config: storage::LogConfig) {
         let dir = partition_dir(&self.config.data_dir, topic, p);
-        match Log::open(self.backend.clone(), dir.clone(), config.clone()).await {
+        let claim_dir = dir.clone();
+        let opened = match blocking(move || crate::partition_dirs::claim(&claim_dir, topic_id)).await {
+            Ok(retired) => {
+                if let Some(aside) = retired {
+                    glommio::spawn_local(remove_dir_off_reactor(aside)).detach();
+                }
+                Log::open(self.backend.clone(), dir.clone(), config.clone()).await
+            }
+            Err(e) => Err(storage::Error::Io(e)),
+        };
+        match opened {
             Ok(log) => {
-                let flush = config.flush;
-                let partition = Rc::new(Partition { log, flush, producers: RefCell::new(Producers::default()) });
+                let partition = Rc::new(Partition { log, flush: config.flush });
                 self.partitions.borrow_mut().entry(topic.to_string()).or_default().insert(p, partition);
             }
             Err(e) => {
-                tracing::error!(dir = %dir.display(), "partition offline, cannot open its log: {e}");
+                tracing::error!(topic, partition = p, dir = %dir.display(), "partition offline, cannot open its log: {e}");
                 self.offline.borrow_mut().insert((topic.to_string(), p));
             }
         }
@@ -525,10 +540,7 @@ impl Shard {
         if !created.is_empty() {
             let changes = created.into_iter().map(TopicChange::Upsert).collect();
             if let Err(e) = self.commit(changes).await {
-                tracing::error!("cannot persist topic metadata: {e}");
-                for r in results.iter_mut().filter(|r| r.1 == NONE) {
-                    *r = (r.0.clone(), KAFKA_STORAGE_ERROR, Some(format!("metadata write failed: {e}")));
-                }
+                fail_unpersisted(&mut results, &e);
             }
         }
         for (name, code, _) in &results {
@@ -551,7 +563,7 @@ impl Shard {
             }
         }
         if let Err(e) = self.commit(changes).await {
-            tracing::error!("cannot persist topic metadata: {e}");
+            fail_unpersisted(&mut results, &e);
         }
         results
     }
@@ -577,7 +589,7 @@ impl Shard {
             results.push((name, NONE, None));
         }
         if let Err(e) = self.commit(changes).await {
-            tracing::error!("cannot persist topic metadata: {e}");
+            fail_unpersisted(&mut results, &e);
         }
         results
     }
@@ -596,7 +608,10 @@ impl Shard {
                 }
             }
         }
-        table.persist(&self.config.data_dir)?;
+        // Nothing is applied unless the new table is durable: a change that cannot be
+        // persisted is reported as failed and leaves every shard as it was.
+        let data_dir = self.config.data_dir.clone();
+        blocking(move || table.persist(&data_dir)).await?;
         for change in changes {
             let calls = (0..self.nr_shards).map(|s| self.call(s, ShardRequest::Apply(change.clone())));
             for result in join_all(calls).await {
@@ -647,6 +662,39 @@ async fn first_record_at_or_after(log: &PartitionLog, base: i64, ts: i64) -> Opt
     let mut batch = read.batches.into_iter().next()?;
     let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut batch).ok()?;
     set.records.iter().find(|r| r.timestamp >= ts && r.offset >= base).map(|r| (r.offset, r.timestamp))
+}
+
+/// Reports every change that was going to succeed as KAFKA_STORAGE_ERROR: the topic table could
+/// not be written, so nothing changed.
+fn fail_unpersisted(results: &mut [(String, i16, Option<String>)], e: &std::io::Error) {
+    tracing::error!("cannot persist topic metadata, change not applied: {e}");
+    for r in results.iter_mut().filter(|r| r.1 == NONE) {
+        *r = (r.0.clone(), KAFKA_STORAGE_ERROR, Some(format!("topic metadata write failed: {e}")));
+    }
+}
+
+/// Moves a deleted partition's directory aside (so a topic created with the same name can never
+/// see its records), then removes it; both off the reactor. Failures are logged; a directory
+/// left behind is removed at the next start.
+async fn retire_and_remove(dir: std::path::PathBuf) {
+    let retiring = dir.clone();
+    let retired = blocking(move || match retiring.exists() {
+        true => crate::partition_dirs::retire(&retiring).map(Some),
+        false => Ok(None),
+    });
+    match retired.await {
+        Ok(Some(aside)) => remove_dir_off_reactor(aside).await,
+        Ok(None) => {}
+        Err(e) => tracing::error!(dir = %dir.display(), "cannot move deleted partition directory aside (it is ignored by a new topic of that name, removed at next start): {e}"),
+    }
+}
+
+async fn remove_dir_off_reactor(dir: std::path::PathBuf) {
+    let _ = blocking(move || {
+        crate::partition_dirs::remove_retired(&dir);
+        Ok(())
+    })
+    .await;
 }
 
 enum Appended {

@@ -96,6 +96,12 @@ impl BatchCache {
         }
     }
 
+    /// Drops batches that start at or above `offset` (appends rolled back).
+    pub fn evict_from(&mut self, offset: i64) {
+        let dropped = self.batches.split_off(&offset);
+        self.bytes -= dropped.values().map(|b| b.data.len()).sum::<usize>();
+    }
+
     pub fn clear(&mut self) {
         self.batches.clear();
         self.bytes = 0;

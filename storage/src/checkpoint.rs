@@ -1,40 +1,172 @@
-//! `log-start-offset` checkpoint: 8-byte big-endian offset + CRC-32C of those 8 bytes.
-//! Written to a temporary file, renamed over the old one, directory fsync'ed.
+//! Per-log checkpoint file `<dir>/checkpoint`: the log start offset (DeleteRecords, retention)
+//! and the recovery point (every batch below it was synced).
+//!
+//! The file is two blocks long and written in place, one block per write, alternating between
+//! the two (each carries a sequence number and a CRC-32C): a torn write damages only the block
+//! being written and recovery falls back to the other one. In-place writes allocate nothing, so
+//! moving the log start still works on a full disk (that is how space gets freed). A checkpoint
+//! is durable after the file's next sync; a recovery point may ride on the log's next sync round
+//! because it only ever names data that was already synced when it was written.
+//!
+//! Slot format (big endian): magic u32, version u16, reserved u16, sequence u64, log start i64,
+//! recovery point i64, CRC-32C u32 of the 36 bytes before it; the rest of the block is zero.
 
+use std::cell::Cell;
 use std::path::Path;
+use std::rc::Rc;
 
-use crate::constants::LOG_START_CHECKPOINT_FILE;
-use crate::error::Result;
-use crate::io::{read_small_file, write_small_file, IoBackend};
+use crate::constants::{CHECKPOINT_FILE, LEGACY_LOG_START_CHECKPOINT_FILE};
+use crate::error::{Error, Result};
+use crate::io::{read_small_file, IoBackend, IoBuf, IoFile};
 
-const CHECKPOINT_BYTES: usize = 12;
+const MAGIC: u32 = 0x5250_434b; // "RPCK"
+const VERSION: u16 = 1;
+const SLOT_USED_BYTES: usize = 40;
+const SLOTS: u64 = 2;
 
-/// Reads the persisted log start offset; None if absent or unreadable (a corrupt checkpoint is
-/// ignored: the log start then falls back to the first segment's base offset).
-pub async fn read_log_start<B: IoBackend>(backend: &B, dir: &Path) -> Result<Option<i64>> {
-    let Some(data) = read_small_file(backend, &dir.join(LOG_START_CHECKPOINT_FILE)).await? else {
+/// What the checkpoint file records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub log_start: i64,
+    /// Every batch below this offset was synced when it was recorded (0: nothing known).
+    pub recovery_point: i64,
+}
+
+fn encode_slot(seq: u64, cp: Checkpoint, out: &mut [u8]) {
+    out.fill(0);
+    out[0..4].copy_from_slice(&MAGIC.to_be_bytes());
+    out[4..6].copy_from_slice(&VERSION.to_be_bytes());
+    out[8..16].copy_from_slice(&seq.to_be_bytes());
+    out[16..24].copy_from_slice(&cp.log_start.to_be_bytes());
+    out[24..32].copy_from_slice(&cp.recovery_point.to_be_bytes());
+    let crc = crc32c::crc32c(&out[..36]);
+    out[36..40].copy_from_slice(&crc.to_be_bytes());
+}
+
+fn decode_slot(slot: &[u8]) -> Option<(u64, Checkpoint)> {
+    let s = slot.get(..SLOT_USED_BYTES)?;
+    let be64 = |at: usize| i64::from_be_bytes(s[at..at + 8].try_into().expect("8 bytes"));
+    let crc = u32::from_be_bytes(s[36..40].try_into().expect("4 bytes"));
+    let valid = u32::from_be_bytes(s[0..4].try_into().expect("4 bytes")) == MAGIC
+        && u16::from_be_bytes(s[4..6].try_into().expect("2 bytes")) == VERSION
+        && crc == crc32c::crc32c(&s[..36]);
+    valid.then(|| (be64(8) as u64, Checkpoint { log_start: be64(16), recovery_point: be64(24) }))
+}
+
+/// The open checkpoint file of one log. Writes are serialised (one in flight), so the newest
+/// sequence number always carries the newest values.
+pub struct CheckpointFile<F: IoFile> {
+    file: Rc<F>,
+    seq: Cell<u64>,
+    current: Cell<Checkpoint>,
+    lock: glommio::sync::Semaphore,
+}
+
+impl<F: IoFile> CheckpointFile<F> {
+    /// Opens `<dir>/checkpoint`, creating it (and migrating the older `log-start-offset` file) if
+    /// missing. Returns the file and what it recorded.
+    pub async fn open<B: IoBackend<File = F>>(backend: &B, dir: &Path) -> Result<CheckpointFile<F>> {
+        let path = dir.join(CHECKPOINT_FILE);
+        let existing = match backend.open(&path, false).await {
+            Ok(f) => Some(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(file) = existing {
+            let align = file.alignment();
+            let bytes = file.read_at(0, (align * SLOTS) as usize).await?;
+            let best = (0..SLOTS as usize)
+                .filter_map(|i| bytes.get(i * align as usize..(i + 1) * align as usize).and_then(decode_slot))
+                .max_by_key(|(seq, _)| *seq);
+            if best.is_none() && !bytes.iter().all(|&b| b == 0) {
+                tracing::warn!(path = %path.display(), "checkpoint unreadable: log start from the first segment, no recovery point");
+            }
+            let (seq, cp) = best.unwrap_or_default();
+            return Ok(CheckpointFile { file: Rc::new(file), seq: Cell::new(seq), current: Cell::new(cp), lock: glommio::sync::Semaphore::new(1) });
+        }
+        let legacy = read_legacy_log_start(backend, dir).await?;
+        let file = backend.open(&path, true).await?;
+        file.allocate(file.alignment() * SLOTS).await?;
+        let cp = CheckpointFile { file: Rc::new(file), seq: Cell::new(0), current: Cell::new(Checkpoint::default()), lock: glommio::sync::Semaphore::new(1) };
+        cp.store(Checkpoint { log_start: legacy.unwrap_or(0), recovery_point: 0 }, true).await?;
+        backend.sync_dir(dir).await?;
+        if legacy.is_some() {
+            let _ = backend.remove(&dir.join(LEGACY_LOG_START_CHECKPOINT_FILE)).await;
+        }
+        Ok(cp)
+    }
+
+    /// What was last recorded (or is being recorded).
+    pub fn get(&self) -> Checkpoint {
+        self.current.get()
+    }
+
+    /// Records a new log start; durable when this returns.
+    pub async fn set_log_start(&self, log_start: i64) -> Result<()> {
+        let cp = Checkpoint { log_start, ..self.current.get() };
+        self.store(cp, true).await
+    }
+
+    /// Records a new recovery point; durable after the file's next sync (or now if `sync`).
+    pub async fn set_recovery_point(&self, recovery_point: i64, sync: bool) -> Result<()> {
+        let cp = Checkpoint { recovery_point, ..self.current.get() };
+        self.store(cp, sync).await
+    }
+
+    async fn store(&self, cp: Checkpoint, sync: bool) -> Result<()> {
+        let _one = self.lock.acquire_permit(1).await.map_err(|_| Error::Closed)?;
+        // Re-read after the wait: a write that ran meanwhile may have moved the other field.
+        let cp = merge(self.current.get(), cp);
+        let seq = self.seq.get() + 1;
+        let align = self.file.alignment();
+        let mut buf = self.file.alloc_buf(align as usize);
+        encode_slot(seq, cp, buf.as_mut_slice());
+        let written = self.file.write_at(buf, (seq % SLOTS) * align).await?;
+        if written != align as usize {
+            return Err(Error::Io(std::io::Error::new(std::io::ErrorKind::WriteZero, "short checkpoint write")));
+        }
+        self.seq.set(seq);
+        self.current.set(cp);
+        if sync {
+            self.file.sync().await?;
+        }
+        Ok(())
+    }
+}
+
+/// Both fields only move forward on a single node; keep the larger of each so a write started
+/// with an older view never moves one back.
+fn merge(a: Checkpoint, b: Checkpoint) -> Checkpoint {
+    Checkpoint { log_start: a.log_start.max(b.log_start), recovery_point: a.recovery_point.max(b.recovery_point) }
+}
+
+/// The older `log-start-offset` file: 8-byte offset + CRC-32C of it. None if absent or damaged.
+async fn read_legacy_log_start<B: IoBackend>(backend: &B, dir: &Path) -> Result<Option<i64>> {
+    let Some(data) = read_small_file(backend, &dir.join(LEGACY_LOG_START_CHECKPOINT_FILE)).await? else {
         return Ok(None);
     };
-    if data.len() != CHECKPOINT_BYTES {
-        tracing::warn!(dir = %dir.display(), "ignoring malformed log start checkpoint");
-        return Ok(None);
-    }
-    let crc = u32::from_be_bytes(data[8..12].try_into().expect("4 bytes"));
-    if crc != crc32c::crc32c(&data[..8]) {
-        tracing::warn!(dir = %dir.display(), "ignoring log start checkpoint with bad crc");
+    if data.len() != 12 || u32::from_be_bytes(data[8..12].try_into().expect("4 bytes")) != crc32c::crc32c(&data[..8]) {
+        tracing::warn!(dir = %dir.display(), "ignoring damaged log-start-offset file");
         return Ok(None);
     }
     Ok(Some(i64::from_be_bytes(data[..8].try_into().expect("8 bytes"))))
 }
 
-/// Durably persists the log start offset.
-pub async fn write_log_start<B: IoBackend>(backend: &B, dir: &Path, offset: i64) -> Result<()> {
-    let mut data = Vec::with_capacity(CHECKPOINT_BYTES);
-    data.extend_from_slice(&offset.to_be_bytes());
-    data.extend_from_slice(&crc32c::crc32c(&offset.to_be_bytes()).to_be_bytes());
-    let tmp = dir.join(format!("{LOG_START_CHECKPOINT_FILE}.tmp"));
-    write_small_file(backend, &tmp, &data).await?;
-    backend.rename(&tmp, &dir.join(LOG_START_CHECKPOINT_FILE)).await?;
-    backend.sync_dir(dir).await?;
-    Ok(())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_slot_round_trips_and_detects_damage() {
+        let mut slot = vec![0u8; 4096];
+        let cp = Checkpoint { log_start: 17, recovery_point: 99 };
+        encode_slot(5, cp, &mut slot);
+        assert_eq!(decode_slot(&slot), Some((5, cp)));
+        for i in 0..SLOT_USED_BYTES {
+            let mut bad = slot.clone();
+            bad[i] ^= 1;
+            assert_eq!(decode_slot(&bad), None, "flipped byte {i} accepted");
+        }
+        assert_eq!(decode_slot(&[0u8; 4096]), None);
+    }
 }

@@ -49,8 +49,17 @@ pub const OFFSET_INDEX_ENTRY_BYTES: usize = 8;
 /// Entry size of the time index: i64 timestamp + u32 relative offset.
 pub const TIME_INDEX_ENTRY_BYTES: usize = 12;
 
-/// File name of the persisted log start offset checkpoint.
-pub const LOG_START_CHECKPOINT_FILE: &str = "log-start-offset";
+/// File name of a log's checkpoint (log start offset, recovery point), see `checkpoint.rs`.
+pub const CHECKPOINT_FILE: &str = "checkpoint";
+/// The log start file of earlier versions, read once and replaced by `CHECKPOINT_FILE`.
+pub const LEGACY_LOG_START_CHECKPOINT_FILE: &str = "log-start-offset";
+/// Suffix of producer-state snapshot files (`<offset>.snapshot`).
+pub const SNAPSHOT_SUFFIX: &str = "snapshot";
+/// Producer snapshots kept per log (the newest; an older one covers a damaged newest one).
+pub const SNAPSHOTS_KEPT: usize = 2;
+/// Segments whose batch headers rebuild producer state when a log has no snapshot (a data dir
+/// from an earlier version): bounded recovery time, as Kafka does when upgrading.
+pub const PRODUCER_REBUILD_SEGMENTS_MAX: usize = 2;
 /// File name of the glommio iopoll probe marker.
 pub const DMA_PROBE_FILE: &str = ".riptide-dma-probe";
 /// Segment file suffixes.
@@ -59,3 +68,20 @@ pub const INDEX_SUFFIX: &str = "index";
 pub const TIME_INDEX_SUFFIX: &str = "timeindex";
 /// Digits in a segment file name (zero-padded base offset).
 pub const SEGMENT_NAME_DIGITS: usize = 20;
+
+/// Batches remembered per producer and partition for duplicate detection (librdkafka and the
+/// Java client keep at most 5 requests in flight when idempotent).
+pub const PRODUCER_BATCHES_REMEMBERED: usize = 5;
+/// Producers one log remembers; beyond it the least recently seen is forgotten (a flood of
+/// short-lived producers must not exhaust memory). ~200 bytes each.
+pub const PRODUCERS_PER_LOG_MAX: usize = 20_000;
+/// A producer not seen for this long is forgotten (Kafka's `producer.id.expiration.ms`).
+pub const PRODUCER_ID_EXPIRATION_MS: i64 = 24 * 60 * 60 * 1000;
+/// How often the writer records the recovery point (the synced end) in the checkpoint file.
+/// Corruption below the recovery point takes the log offline instead of being truncated; data
+/// above it is the tail a crash may have torn.
+pub const RECOVERY_POINT_INTERVAL_MS_DEFAULT: u64 = 5_000;
+/// Appends rolled back (disk full) that waiters can still be told about.
+pub const ROLLBACKS_REMEMBERED: usize = 64;
+
+const _: () = assert!(PRODUCER_BATCHES_REMEMBERED <= u8::MAX as usize, "snapshots store the count in a byte");

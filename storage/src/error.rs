@@ -27,6 +27,23 @@ pub enum Error {
     /// The log was closed.
     #[error("log closed")]
     Closed,
+    /// Data on disk that was synced (below the recovery point, or in a sealed segment) is
+    /// damaged: the log refuses to open rather than drop it -> KAFKA_STORAGE_ERROR (56).
+    #[error("corrupt log data in {} at position {position}: {reason}; recovery does not delete synced data: move the damaged segment aside or restore it from a copy, then restart", path.display())]
+    CorruptLog { path: std::path::PathBuf, position: u64, reason: String },
+    /// An idempotent producer's batch does not follow its last sequence -> 45.
+    #[error("producer {producer_id}: sequence {got}, expected {expected}")]
+    OutOfOrderSequence { producer_id: i64, expected: i32, got: i32 },
+    /// An idempotent producer's epoch is older than its current one -> 47.
+    #[error("producer {producer_id}: epoch {got} is older than its current epoch {current}")]
+    InvalidProducerEpoch { producer_id: i64, current: i16, got: i16 },
+}
+
+impl Error {
+    /// ENOSPC: the appends are rolled back and the log goes on (not poisoned).
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, Error::DiskFull)
+    }
 }
 
 impl From<std::io::Error> for Error {

@@ -1,7 +1,7 @@
 //! The per-partition log: segments, group-commit writer task, batch cache, reads, retention.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -13,17 +13,20 @@ use glommio::task::JoinHandle;
 
 use crate::batch::{set_base_offset, validate_batches, BatchHeader};
 use crate::batch_cache::BatchCache;
-use crate::checkpoint::write_log_start;
+use crate::checkpoint::CheckpointFile;
 use crate::config::{Durability, FlushPolicy, LogConfig};
 use crate::constants::*;
 use crate::error::{Error, Result};
 use crate::io::{IoBackend, IoFile};
+use crate::producer_snapshot;
+use crate::producer_state::{ProducerState, SeqVerdict};
 use crate::recovery::{create_segment, now_ms, persist_index, recover, remove_segment_files};
 use crate::segment::Segment;
 use crate::segment_appender::SegmentAppender;
 use crate::segment_reader::{read_batches, BatchScanner, ScanItem};
 
-/// Result of an append: offsets assigned to the appended batches.
+/// Result of an append: offsets assigned to the appended batches, or (`duplicate`) the offsets
+/// an idempotent producer's earlier copy of them already has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AppendInfo {
     pub base_offset: i64,
@@ -31,6 +34,12 @@ pub struct AppendInfo {
     pub log_end_offset: i64,
     pub max_timestamp: i64,
     pub log_start_offset: i64,
+    /// Nothing was appended: these are the offsets of the original, which may still be on its
+    /// way to disk; wait for it like for a new append (`Log::wait_appended`).
+    pub duplicate: bool,
+    /// The log's rollback generation when this was appended: a rollback since then that cut
+    /// below `last_offset` means the data is gone (see `Log::wait_appended`).
+    pub generation: u64,
 }
 
 /// Batches returned by a read, plus the log bounds at the time of the read.
@@ -73,12 +82,26 @@ struct LogState<F: IoFile> {
     poisoned: Option<String>,
     closing: bool,
     writer_done: bool,
+    /// Idempotent producers' windows; checked and updated in the same step as offsets.
+    producers: ProducerState,
+    /// Bumped by every rollback of unwritten appends (disk full).
+    generation: u64,
+    /// (generation after the rollback, offset the log end went back to), newest last.
+    rollbacks: VecDeque<(u64, i64)>,
+    /// Rollbacks dropped from `rollbacks`: generations below this are judged conservatively.
+    rollbacks_forgotten: Option<(u64, i64)>,
+    /// The last commit failed for want of space (cleared, with a log line, by the next success).
+    disk_full: bool,
+    /// Recovery point last written to the checkpoint file, and when.
+    checkpointed: i64,
+    last_checkpoint: Instant,
 }
 
 struct LogInner<B: IoBackend> {
     backend: B,
     dir: PathBuf,
     config: LogConfig,
+    checkpoint: CheckpointFile<B::File>,
     state: RefCell<LogState<B::File>>,
     cache: RefCell<BatchCache>,
     /// Fires when written/synced/high watermark move, or the log is poisoned or closed.
@@ -124,10 +147,18 @@ impl<B: IoBackend> Log<B> {
             poisoned: None,
             closing: false,
             writer_done: false,
+            producers: recovered.producers,
+            generation: 0,
+            rollbacks: VecDeque::new(),
+            rollbacks_forgotten: None,
+            disk_full: false,
+            checkpointed: recovered.checkpoint.get().recovery_point,
+            last_checkpoint: Instant::now(),
         };
         let inner = Rc::new(LogInner {
             backend,
             dir,
+            checkpoint: recovered.checkpoint,
             cache: RefCell::new(BatchCache::new(config.cache_bytes_max)),
             config,
             state: RefCell::new(state),
@@ -139,9 +170,11 @@ impl<B: IoBackend> Log<B> {
         Ok(Log { inner, writer: RefCell::new(Some(task)) })
     }
 
-    /// Validates, assigns offsets (rewrites base offset, first 8 bytes), queues for the group-commit
-    /// writer, inserts into the batch cache. Returns without waiting for disk (may wait for space
-    /// in the bounded write queue = backpressure). Data is written even if nobody awaits it (acks=0).
+    /// Validates, checks idempotent producers' sequences, assigns offsets (rewrites base offset,
+    /// first 8 bytes), queues for the group-commit writer, inserts into the batch cache. Returns
+    /// without waiting for disk (may wait for space in the bounded write queue = backpressure).
+    /// Data is written even if nobody awaits it (acks=0). A batch an idempotent producer already
+    /// appended is not appended again: the answer carries the original's offsets (`duplicate`).
     pub async fn append(&self, records: Bytes) -> Result<AppendInfo> {
         self.inner.check_writable()?;
         let headers = validate_batches(&records)?;
@@ -150,7 +183,10 @@ impl<B: IoBackend> Log<B> {
             return Err(Error::BatchTooLarge { size: h.total_size(), max });
         }
         self.inner.wait_queue_space(records.len()).await?;
-        Ok(self.inner.enqueue(records, headers))
+        // No await from here on: the sequence check and the offset assignment are one step, so
+        // two copies of a batch (a retry on another connection) cannot both be appended.
+        self.inner.check_writable()?;
+        self.inner.enqueue(records, headers)
     }
 
     /// Resolves once everything below `end_offset` has reached `level` (group commit: concurrent
@@ -158,12 +194,21 @@ impl<B: IoBackend> Log<B> {
     /// reaching it (data that reached `level` before the failure still resolves Ok);
     /// Err(OffsetOutOfRange) if `end_offset` > log end; Err(Closed) after close.
     pub async fn wait_durable(&self, end_offset: i64, level: Durability) -> Result<()> {
-        self.inner.wait_durable(end_offset, level).await
+        let generation = self.inner.state.borrow().generation;
+        self.inner.wait_durable(end_offset, generation, level).await
+    }
+
+    /// Resolves once the batches of `info` (an append's answer, or a duplicate's original) have
+    /// reached `level`. Err(DiskFull) if they were rolled back because the disk was full.
+    pub async fn wait_appended(&self, info: &AppendInfo, level: Durability) -> Result<()> {
+        self.inner.wait_durable(info.last_offset + 1, info.generation, level).await
     }
 
     /// Whole batches starting at the one containing `offset`, only below the high watermark. The
     /// first batch is whole even if larger than max_bytes; stops before exceeding max_bytes
-    /// otherwise. offset == high_watermark -> empty; outside [log_start, hw] -> OffsetOutOfRange.
+    /// otherwise. Offsets in [high watermark, log end] -> empty (acks=1 answers before the high
+    /// watermark moves, so a consumer may ask for an acknowledged offset not yet visible);
+    /// outside [log_start, log end] -> OffsetOutOfRange.
     pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult> {
         self.inner.read(offset, max_bytes).await
     }
@@ -309,10 +354,31 @@ impl<B: IoBackend> LogInner<B> {
         }
     }
 
-    /// Assigns offsets and queues the batches; synchronous so offset order = queue order.
-    fn enqueue(&self, records: Bytes, mut headers: Vec<BatchHeader>) -> AppendInfo {
-        let mut data = records.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+    /// Checks producer sequences, assigns offsets and queues the batches; synchronous, so
+    /// offset order = queue order and the check cannot race another append.
+    fn enqueue(&self, records: Bytes, mut headers: Vec<BatchHeader>) -> Result<AppendInfo> {
         let mut st = self.state.borrow_mut();
+        match st.producers.check_all(&headers) {
+            SeqVerdict::Append => {}
+            SeqVerdict::Duplicate(b) => {
+                return Ok(AppendInfo {
+                    base_offset: b.base_offset,
+                    last_offset: b.last_offset,
+                    log_end_offset: st.log_end,
+                    max_timestamp: -1,
+                    log_start_offset: st.log_start,
+                    duplicate: true,
+                    generation: st.generation,
+                })
+            }
+            SeqVerdict::OutOfOrder { expected, got } => {
+                return Err(Error::OutOfOrderSequence { producer_id: headers[0].producer_id, expected, got })
+            }
+            SeqVerdict::StaleEpoch { current, got } => {
+                return Err(Error::InvalidProducerEpoch { producer_id: headers[0].producer_id, current, got })
+            }
+        }
+        let mut data = records.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..]));
         let base_offset = st.log_end;
         let mut next = base_offset;
         let mut pos = 0;
@@ -326,29 +392,42 @@ impl<B: IoBackend> LogInner<B> {
         let mut data = data.freeze();
         let mut cache = self.cache.borrow_mut();
         let mut max_timestamp = -1;
+        let now = now_ms();
         for h in headers {
             let batch = data.split_to(h.total_size());
             cache.insert(h.base_offset, h.last_offset(), batch.clone());
             max_timestamp = max_timestamp.max(h.max_timestamp);
+            st.producers.on_batch(&h, now);
             st.queue_bytes += batch.len();
             st.queue.push(Queued { header: h, data: batch });
         }
         st.log_end = next;
         self.writer_wake.notify(1);
-        AppendInfo {
+        Ok(AppendInfo {
             base_offset,
             last_offset: next - 1,
             log_end_offset: next,
             max_timestamp,
             log_start_offset: st.log_start,
-        }
+            duplicate: false,
+            generation: st.generation,
+        })
     }
 
-    async fn wait_durable(&self, end_offset: i64, level: Durability) -> Result<()> {
+    /// Whether data below `end_offset`, appended in `generation`, was rolled back since.
+    fn rolled_back(st: &LogState<B::File>, end_offset: i64, generation: u64) -> bool {
+        let cut = |(g, floor): &(u64, i64)| *g > generation && *floor < end_offset;
+        st.rollbacks.iter().any(cut) || st.rollbacks_forgotten.as_ref().is_some_and(cut)
+    }
+
+    async fn wait_durable(&self, end_offset: i64, generation: u64, level: Durability) -> Result<()> {
         loop {
             let listener = self.progress.listen();
             {
                 let mut st = self.state.borrow_mut();
+                if Self::rolled_back(&st, end_offset, generation) {
+                    return Err(Error::DiskFull);
+                }
                 if end_offset > st.log_end {
                     return Err(Error::OffsetOutOfRange {
                         requested: end_offset,
@@ -384,16 +463,16 @@ impl<B: IoBackend> LogInner<B> {
     }
 
     async fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult> {
-        let (log_start, hw, segment) = {
+        let (log_start, hw, log_end, segment) = {
             let st = self.state.borrow();
             let segment = st.segments.range(..=offset).next_back().map(|(_, s)| s.clone());
-            (st.log_start, st.hw, segment)
+            (st.log_start, st.hw, st.log_end, segment)
         };
-        if offset < log_start || offset > hw {
+        if offset < log_start || offset > log_end {
             return Err(self.range_error(offset));
         }
         let mut result = ReadResult { batches: Vec::new(), high_watermark: hw, log_start_offset: log_start };
-        if offset == hw {
+        if offset >= hw {
             return Ok(result);
         }
         if let Some(batches) = self.cache.borrow().read(offset, hw, max_bytes) {
@@ -406,7 +485,9 @@ impl<B: IoBackend> LogInner<B> {
             let relative = (offset - segment.base_offset) as u32;
             (u64::from(meta.index.lookup_offset(relative)), meta.readable_size)
         };
-        result.batches = read_batches(&*segment.file, position, limit, offset, hw, max_bytes).await?;
+        result.batches = read_batches(&*segment.file, position, limit, offset, hw, max_bytes)
+            .await
+            .map_err(|e| self.on_corruption(e, segment.base_offset))?;
         debug_assert!(result.batches.iter().all(|b| b.len() >= BATCH_HEADER_BYTES));
         Ok(result)
     }
@@ -446,7 +527,8 @@ impl<B: IoBackend> LogInner<B> {
             match scanner.next().await? {
                 ScanItem::End => return Ok(None),
                 ScanItem::Invalid { position, reason } => {
-                    return Err(Error::CorruptBatch(format!("at file position {position}: {reason}")))
+                    let e = Error::CorruptLog { path: Default::default(), position, reason };
+                    return Err(self.on_corruption(e, segment.base_offset));
                 }
                 ScanItem::Batch { header, .. } => {
                     if header.base_offset >= hw {
@@ -470,7 +552,7 @@ impl<B: IoBackend> LogInner<B> {
             return Err(self.range_error(before_offset));
         }
         if target > log_start {
-            write_log_start(&self.backend, &self.dir, target).await?;
+            self.checkpoint.set_log_start(target).await?;
             let mut st = self.state.borrow_mut();
             st.log_start = st.log_start.max(target);
         }
@@ -498,11 +580,12 @@ impl<B: IoBackend> LogInner<B> {
             too_old || too_big
         };
         let deleted = self.delete_segments(expired).await?;
+        let log_start = self.state.borrow().log_start;
         if deleted > 0 {
-            let log_start = self.state.borrow().log_start;
-            write_log_start(&self.backend, &self.dir, log_start).await?;
+            self.checkpoint.set_log_start(log_start).await?;
             self.cache.borrow_mut().evict_below(log_start);
         }
+        self.state.borrow_mut().producers.expire(now_ms, log_start);
         Ok(deleted)
     }
 
@@ -531,6 +614,20 @@ impl<B: IoBackend> LogInner<B> {
             remove_segment_files(&self.backend, &self.dir, base).await?;
         }
         Ok(victims.len())
+    }
+
+    /// Synced data failed its checks when read back: name the file, take the log offline for
+    /// writes (poison) so nothing is appended after damage nobody has looked at, and answer the
+    /// read with the error. Nothing is deleted.
+    fn on_corruption(&self, e: Error, segment_base: i64) -> Error {
+        let Error::CorruptLog { position, reason, .. } = e else { return e };
+        let path = crate::segment::segment_path(&self.dir, segment_base, LOG_SUFFIX);
+        let e = Error::CorruptLog { path, position, reason };
+        if self.state.borrow().poisoned.is_none() {
+            tracing::error!(error = %e, "corrupt data read back from disk; partition offline for writes");
+            self.poison(&e);
+        }
+        e
     }
 
     fn poison(&self, error: &Error) {
@@ -584,29 +681,52 @@ impl<B: IoBackend> LogInner<B> {
         full || old || overflow
     }
 
-    async fn roll(&self, appender: SegmentAppender<B::File>, base: i64) -> Result<SegmentAppender<B::File>> {
-        let sealed = appender.seal().await?;
-        persist_index(&self.backend, &self.dir, &sealed).await?;
-        let next = create_segment(&self.backend, &self.dir, base, &self.config).await?;
-        self.state.borrow_mut().segments.insert(base, next.segment().clone());
+    /// Seals the active segment and starts the one at `base`. On a full disk the sealed segment
+    /// stays the active one (`unseal`) and the error tells the caller to roll back what it had
+    /// staged; a failure to sync poisons as usual. Index files, the producer snapshot and the
+    /// recovery point are best effort: recovery rebuilds them from the segments.
+    async fn roll(&self, appender: &mut SegmentAppender<B::File>, base: i64) -> Result<()> {
+        appender.seal().await?;
+        let next = match create_segment(&self.backend, &self.dir, base, &self.config).await {
+            Ok(next) => next,
+            Err(e) => {
+                appender.unseal();
+                return Err(e);
+            }
+        };
+        let sealed = std::mem::replace(appender, next);
+        self.state.borrow_mut().segments.insert(base, appender.segment().clone());
+        if let Err(e) = persist_index(&self.backend, &self.dir, sealed.segment()).await {
+            tracing::warn!(dir = %self.dir.display(), base = sealed.segment().base_offset, "index files not written (rebuilt on recovery): {e}");
+        }
+        // Everything below `base` is synced now (seal): a snapshot and a recovery point there
+        // make the next recovery replay and check only the new segment.
+        let snapshot = {
+            let mut state = self.state.borrow().producers.clone();
+            state.truncate_to(base);
+            state
+        };
+        if let Err(e) = producer_snapshot::write(&self.backend, &self.dir, &snapshot, base).await {
+            tracing::warn!(dir = %self.dir.display(), base, "producer snapshot not written: {e}");
+        }
+        self.record_recovery_point(base, false).await;
         tracing::debug!(dir = %self.dir.display(), base, "rolled segment");
-        Ok(next)
+        Ok(())
     }
 
-    /// One group commit: stage, roll as needed, write, fsync per policy, publish.
-    async fn commit(&self, appender: &mut Option<SegmentAppender<B::File>>, work: Vec<Queued>) -> Result<()> {
+    /// One group commit: stage, roll as needed, write, fsync per policy, publish. A full disk
+    /// rolls back what could not be written (`roll_back`) instead of poisoning the log.
+    async fn commit(&self, appender: &mut SegmentAppender<B::File>, work: Vec<Queued>) -> Result<()> {
         let end = work.last().map(|q| q.header.next_offset()).expect("non-empty work");
         let mut bytes = 0u64;
-        for q in work {
-            let current = appender.as_ref().expect("appender present");
-            if self.needs_roll(current, &q.header) {
-                let taken = appender.take().expect("appender present");
-                bytes += taken.staged_len();
-                *appender = Some(self.roll(taken, q.header.base_offset).await?);
+        match self.stage_and_write(appender, work, &mut bytes).await {
+            Ok(()) => {}
+            Err(e) if e.is_disk_full() => {
+                self.roll_back(appender);
+                return Ok(());
             }
-            appender.as_mut().expect("appender present").stage(&q.header, q.data);
+            Err(e) => return Err(e),
         }
-        bytes += appender.as_mut().expect("appender present").write_staged().await?;
         {
             let mut st = self.state.borrow_mut();
             st.written = end;
@@ -614,35 +734,116 @@ impl<B: IoBackend> LogInner<B> {
             if self.config.flush != FlushPolicy::Always {
                 st.hw = end;
             }
+            if std::mem::take(&mut st.disk_full) {
+                tracing::info!(dir = %self.dir.display(), "appends are written again after the disk was full");
+            }
         }
         self.progress.notify(usize::MAX);
         if self.sync_due() {
-            self.sync(appender.as_ref().expect("appender present")).await?;
+            self.sync(appender).await?;
         }
         Ok(())
+    }
+
+    async fn stage_and_write(&self, appender: &mut SegmentAppender<B::File>, work: Vec<Queued>, bytes: &mut u64) -> Result<()> {
+        for q in work {
+            if self.needs_roll(appender, &q.header) {
+                *bytes += appender.staged_len();
+                self.roll(appender, q.header.base_offset).await?;
+            }
+            appender.stage(&q.header, q.data);
+        }
+        *bytes += appender.write_staged().await?;
+        Ok(())
+    }
+
+    /// The disk is full: forget every append the files do not hold (the staged batches and the
+    /// whole queue), move the log end back to the end of the file, and fail their waiters with
+    /// `DiskFull`. Nothing reached disk or was acknowledged, so clients may retry; producer
+    /// windows forget them too, so an idempotent retry is appended, not taken for a duplicate.
+    fn roll_back(&self, appender: &mut SegmentAppender<B::File>) {
+        appender.discard_staged();
+        let floor = appender.file_next_offset();
+        let mut st = self.state.borrow_mut();
+        let discarded = st.log_end - floor;
+        debug_assert!(floor >= st.written && floor <= st.log_end);
+        st.log_end = floor;
+        st.written = floor;
+        if self.config.flush != FlushPolicy::Always {
+            st.hw = floor;
+        }
+        st.queue.clear();
+        st.queue_bytes = 0;
+        st.producers.truncate_to(floor);
+        st.generation += 1;
+        let generation = st.generation;
+        st.disk_full = true;
+        st.rollbacks.push_back((generation, floor));
+        if st.rollbacks.len() > ROLLBACKS_REMEMBERED {
+            let (g, f) = st.rollbacks.pop_front().expect("non-empty");
+            let (_, min_floor) = st.rollbacks_forgotten.unwrap_or((g, f));
+            st.rollbacks_forgotten = Some((g, f.min(min_floor)));
+        }
+        drop(st);
+        self.cache.borrow_mut().evict_from(floor);
+        tracing::warn!(dir = %self.dir.display(), log_end = floor, discarded, "disk full: appends not written were rolled back and failed");
+        self.progress.notify(usize::MAX);
+        self.queue_space.notify(usize::MAX);
     }
 
     async fn sync(&self, appender: &SegmentAppender<B::File>) -> Result<()> {
         let written = self.state.borrow().written;
         appender.sync().await?;
-        let mut st = self.state.borrow_mut();
-        debug_assert!(written >= st.synced);
-        st.synced = written;
-        st.bytes_since_sync = 0;
-        st.last_sync = Instant::now();
-        if self.config.flush == FlushPolicy::Always {
-            st.hw = written;
-        }
-        drop(st);
+        let checkpoint_due = {
+            let mut st = self.state.borrow_mut();
+            debug_assert!(written >= st.synced);
+            st.synced = written;
+            st.bytes_since_sync = 0;
+            st.last_sync = Instant::now();
+            if self.config.flush == FlushPolicy::Always {
+                st.hw = written;
+            }
+            st.synced > st.checkpointed
+                && st.last_checkpoint.elapsed() >= Duration::from_millis(self.config.recovery_point_interval_ms)
+        };
         self.progress.notify(usize::MAX);
+        if checkpoint_due {
+            // Not synced here: the next sync round carries it, and until then the older
+            // recovery point (also true) stands.
+            self.record_recovery_point(written, false).await;
+        }
         Ok(())
     }
 
-    /// Clean shutdown of the writer: truncate the active segment's zero padding.
+    /// Writes `offset` (all of it synced) as the recovery point; a failure only leaves the older
+    /// recovery point in place, which is still true.
+    async fn record_recovery_point(&self, offset: i64, sync: bool) {
+        {
+            let mut st = self.state.borrow_mut();
+            st.checkpointed = st.checkpointed.max(offset);
+            st.last_checkpoint = Instant::now();
+        }
+        if let Err(e) = self.checkpoint.set_recovery_point(offset, sync).await {
+            tracing::warn!(dir = %self.dir.display(), offset, "recovery point not recorded: {e}");
+        }
+    }
+
+    /// Clean shutdown of the writer: truncate the active segment's zero padding; if everything
+    /// was synced, record it (recovery point = log end) with a producer snapshot, so the next
+    /// start replays nothing and treats any damage as corruption, not as a torn tail.
     async fn finish(&self, appender: &SegmentAppender<B::File>) -> Result<()> {
         let file = &appender.segment().file;
         file.truncate(appender.file_end()).await?;
         file.sync().await?;
+        let (clean, synced, snapshot) = {
+            let st = self.state.borrow();
+            let clean = st.poisoned.is_none() && st.synced == st.log_end && st.queue.is_empty();
+            (clean, st.synced, st.producers.clone())
+        };
+        if clean {
+            producer_snapshot::write(&self.backend, &self.dir, &snapshot, synced).await?;
+            self.record_recovery_point(synced, true).await;
+        }
         Ok(())
     }
 }
@@ -655,16 +856,15 @@ enum WriterStep {
 }
 
 /// The per-log group-commit writer task.
-async fn writer_loop<B: IoBackend>(inner: Rc<LogInner<B>>, appender: SegmentAppender<B::File>) {
-    let mut appender = Some(appender);
+async fn writer_loop<B: IoBackend>(inner: Rc<LogInner<B>>, mut appender: SegmentAppender<B::File>) {
     loop {
         let listener = inner.writer_wake.listen();
         let step = next_step(&inner);
         let outcome = match step {
             WriterStep::Commit(work) => inner.commit(&mut appender, work).await,
-            WriterStep::Sync => inner.sync(appender.as_ref().expect("appender present")).await,
+            WriterStep::Sync => inner.sync(&appender).await,
             WriterStep::Finish => {
-                if let Err(e) = inner.finish(appender.as_ref().expect("appender present")).await {
+                if let Err(e) = inner.finish(&appender).await {
                     tracing::warn!(dir = %inner.dir.display(), error = %e, "closing active segment");
                 }
                 break;

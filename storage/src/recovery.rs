@@ -1,15 +1,25 @@
-//! Opening a log directory: find segments, load or rebuild indexes, truncate torn or corrupt
-//! tails at the last valid batch (including the DMA zero padding), keep exactly the valid prefix.
+//! Opening a log directory: find segments, load or rebuild indexes, trim the torn tail of the
+//! active segment, rebuild producer state.
+//!
+//! What may be dropped: only the tail of the LAST segment above the recovery point (the synced
+//! end recorded in the checkpoint file), i.e. data a crash may have torn because it was never
+//! synced, plus the DMA zero padding and reserved space. Anything else that fails its checks
+//! (a sealed segment, or the active segment below the recovery point) is corruption of synced
+//! data: recovery fails with `Error::CorruptLog` naming the file and position, deletes nothing,
+//! and the broker takes that partition offline.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::rc::Rc;
 
-use crate::checkpoint::read_log_start;
+use crate::batch::BatchHeader;
+use crate::checkpoint::CheckpointFile;
 use crate::config::LogConfig;
 use crate::constants::*;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::io::{align_down, read_small_file, write_small_file, IoBackend, IoFile};
+use crate::producer_snapshot;
+use crate::producer_state::ProducerState;
 use crate::segment::{parse_segment_name, segment_path, Segment, SegmentMeta};
 use crate::segment_appender::SegmentAppender;
 use crate::segment_index::SegmentIndex;
@@ -21,6 +31,8 @@ pub(crate) struct Recovered<F: IoFile> {
     pub appender: SegmentAppender<F>,
     pub log_start: i64,
     pub log_end: i64,
+    pub checkpoint: CheckpointFile<F>,
+    pub producers: ProducerState,
 }
 
 /// Result of scanning a segment file batch by batch.
@@ -28,8 +40,8 @@ pub(crate) struct SegmentScan {
     pub valid_size: u64,
     pub next_offset: i64,
     pub index: SegmentIndex,
-    /// Why the scan stopped before the end of the file, if it did.
-    pub invalid: Option<String>,
+    /// Where and why the scan stopped before the end of the file, if it did.
+    pub invalid: Option<(u64, String)>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -38,8 +50,25 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Scans a whole segment file, verifying every batch (shape, CRC, contiguous offsets).
-pub(crate) async fn scan_segment<F: IoFile>(file: &F, base: i64, file_size: u64, interval: u32) -> Result<SegmentScan> {
+/// Producer state being rebuilt: the snapshot it starts from and the batches replayed after it.
+struct Replay {
+    from: i64,
+    state: ProducerState,
+    now_ms: i64,
+}
+
+impl Replay {
+    fn apply(&mut self, h: &BatchHeader) {
+        if h.base_offset >= self.from {
+            // Replayed producers count as seen now: a batch's own timestamp can be arbitrarily old.
+            self.state.on_batch(h, self.now_ms);
+        }
+    }
+}
+
+/// Scans a whole segment file, verifying every batch (shape, CRC, contiguous offsets), and
+/// replays the producer ids of the valid ones.
+async fn scan_segment<F: IoFile>(file: &F, base: i64, file_size: u64, interval: u32, replay: &mut Replay) -> Result<SegmentScan> {
     let mut scanner = BatchScanner::new(file, 0, file_size, RECOVERY_READ_CHUNK_BYTES, true);
     let mut index = SegmentIndex::new(interval);
     let (mut next, mut valid_size, mut invalid) = (base, 0u64, None);
@@ -47,21 +76,38 @@ pub(crate) async fn scan_segment<F: IoFile>(file: &F, base: i64, file_size: u64,
         match scanner.next().await? {
             ScanItem::End => break,
             ScanItem::Invalid { position, reason } => {
-                invalid = Some(format!("{reason} at position {position}"));
+                invalid = Some((position, reason));
                 break;
             }
             ScanItem::Batch { position, header, data } => {
                 if header.base_offset != next || header.next_offset() - base > i64::from(u32::MAX) {
-                    invalid = Some(format!("unexpected base offset {} at position {position}", header.base_offset));
+                    invalid = Some((position, format!("unexpected base offset {} (expected {next})", header.base_offset)));
                     break;
                 }
                 index.on_batch((next - base) as u32, position as u32, data.len() as u32, header.max_timestamp);
+                replay.apply(&header);
                 next = header.next_offset();
                 valid_size = position + data.len() as u64;
             }
         }
     }
     Ok(SegmentScan { valid_size, next_offset: next, index, invalid })
+}
+
+/// Replays the producer ids of a segment already known to be valid (headers only, no CRC).
+async fn replay_headers<F: IoFile>(segment: &Segment<F>, replay: &mut Replay) -> Result<()> {
+    let size = segment.size();
+    let mut scanner = BatchScanner::new(&*segment.file, 0, size, RECOVERY_READ_CHUNK_BYTES, false);
+    loop {
+        match scanner.next().await? {
+            ScanItem::End => return Ok(()),
+            ScanItem::Invalid { position, reason } => {
+                let path = segment_path(Path::new(""), segment.base_offset, LOG_SUFFIX);
+                return Err(Error::CorruptLog { path, position, reason });
+            }
+            ScanItem::Batch { header, .. } => replay.apply(&header),
+        }
+    }
 }
 
 /// Loads the index files of a sealed segment; None if missing or inconsistent.
@@ -88,8 +134,7 @@ async fn load_index<B: IoBackend>(
     // Spot check: the last indexed position must hold the batch the index claims.
     if let Some(last) = index.offset_entries().last() {
         let head = file.read_at(u64::from(last.position), BATCH_HEADER_BYTES).await?;
-        let ok = crate::batch::BatchHeader::parse(&head)
-            .is_ok_and(|h| h.base_offset == base + i64::from(last.relative_offset));
+        let ok = BatchHeader::parse(&head).is_ok_and(|h| h.base_offset == base + i64::from(last.relative_offset));
         if !ok {
             return Ok(None);
         }
@@ -141,27 +186,36 @@ pub(crate) async fn persist_index<B: IoBackend, F: IoFile>(backend: &B, dir: &Pa
     write_index_files(backend, dir, segment.base_offset, &index).await
 }
 
+/// Where producer-state replay starts: the newest snapshot, or (none: a data dir from an older
+/// version) the last `PRODUCER_REBUILD_SEGMENTS_MAX` segments.
+async fn start_replay<B: IoBackend>(backend: &B, dir: &Path, bases: &[i64]) -> Result<Replay> {
+    let now_ms = now_ms();
+    if let Some((from, state)) = producer_snapshot::load_latest(backend, dir, i64::MAX).await? {
+        return Ok(Replay { from, state, now_ms });
+    }
+    let from = bases.len().checked_sub(PRODUCER_REBUILD_SEGMENTS_MAX).map_or(0, |i| bases[i]).max(bases.first().copied().unwrap_or(0));
+    if bases.len() > PRODUCER_REBUILD_SEGMENTS_MAX {
+        tracing::info!(dir = %dir.display(), from, "no producer snapshot: rebuilding producer state from the last segments");
+    }
+    Ok(Replay { from, state: ProducerState::default(), now_ms })
+}
+
 /// Opens (or creates) the log in `dir`.
 pub(crate) async fn recover<B: IoBackend>(backend: &B, dir: &Path, config: &LogConfig) -> Result<Recovered<B::File>> {
     backend.create_dir_all(dir).await?;
     let names = backend.list_dir(dir).await?;
     let mut bases: Vec<i64> = names.iter().filter_map(|n| parse_segment_name(n)).collect();
     bases.sort_unstable();
-    let checkpoint = read_log_start(backend, dir).await?;
+    let checkpoint = CheckpointFile::open(backend, dir).await?;
+    let recorded = checkpoint.get();
+    let mut replay = start_replay(backend, dir, &bases).await?;
     let mut segments = BTreeMap::new();
     let mut last: Option<(u64, Rc<Segment<B::File>>)> = None;
     for (i, &base) in bases.iter().enumerate() {
         let next_base = bases.get(i + 1).copied();
-        let (segment, valid_size, intact) = open_segment(backend, dir, base, next_base, config).await?;
+        let (segment, valid_size) = open_segment(backend, dir, base, next_base, recorded.recovery_point, config, &mut replay).await?;
         segments.insert(base, segment.clone());
         last = Some((valid_size, segment));
-        if !intact {
-            for &later in &bases[i + 1..] {
-                tracing::warn!(dir = %dir.display(), base = later, "removing segment after corrupt data");
-                remove_segment_files(backend, dir, later).await?;
-            }
-            break;
-        }
     }
     let appender = match last {
         Some((valid_size, segment)) => {
@@ -176,15 +230,47 @@ pub(crate) async fn recover<B: IoBackend>(backend: &B, dir: &Path, config: &LogC
             SegmentAppender::new(segment, valid_size, tail, config.allocate_step_bytes())
         }
         None => {
-            let appender = create_segment(backend, dir, checkpoint.unwrap_or(0).max(0), config).await?;
+            let appender = create_segment(backend, dir, recorded.log_start.max(0), config).await?;
             segments.insert(appender.segment().base_offset, appender.segment().clone());
             appender
         }
     };
     let first_base = *segments.keys().next().expect("at least one segment");
     let log_end = appender.segment().next_offset();
-    let log_start = checkpoint.unwrap_or(first_base).max(first_base).min(log_end);
-    Ok(Recovered { segments, appender, log_start, log_end })
+    let log_start = recorded.log_start.max(first_base).min(log_end);
+    let producers = finish_replay(backend, dir, replay, &segments, log_start, log_end).await?;
+    Ok(Recovered { segments, appender, log_start, log_end, checkpoint, producers })
+}
+
+/// A snapshot beyond the recovered end (the tail it described was lost) cannot be used: drop
+/// it and replay from the older one (or the last segments).
+async fn finish_replay<B: IoBackend>(
+    backend: &B,
+    dir: &Path,
+    replay: Replay,
+    segments: &BTreeMap<i64, Rc<Segment<B::File>>>,
+    log_start: i64,
+    log_end: i64,
+) -> Result<ProducerState> {
+    let mut replay = replay;
+    if replay.from > log_end {
+        producer_snapshot::remove(backend, dir, replay.from).await?;
+        let bases: Vec<i64> = segments.keys().copied().collect();
+        replay = start_replay(backend, dir, &bases).await?;
+        let from = replay.from;
+        for segment in segments.values().filter(|s| s.next_offset() > from) {
+            replay_headers(segment, &mut replay).await.map_err(|e| with_dir(e, dir))?;
+        }
+    }
+    replay.state.expire(replay.now_ms, log_start);
+    Ok(replay.state)
+}
+
+fn with_dir(e: Error, dir: &Path) -> Error {
+    match e {
+        Error::CorruptLog { path, position, reason } => Error::CorruptLog { path: dir.join(path), position, reason },
+        other => other,
+    }
 }
 
 /// Whether the batch header that would start at `pos` is all zeros (never written).
@@ -193,15 +279,19 @@ async fn is_zero_at<F: IoFile>(file: &F, pos: u64) -> Result<bool> {
     Ok(head.iter().all(|&b| b == 0))
 }
 
-/// Opens one segment; returns it, its valid size, and whether later segments can be trusted.
+/// Opens one segment; returns it and its valid size. Trims only what `open_segment`'s caller
+/// may lose (see the module comment); everything else that is wrong is `Error::CorruptLog`.
 async fn open_segment<B: IoBackend>(
     backend: &B,
     dir: &Path,
     base: i64,
     next_base: Option<i64>,
+    recovery_point: i64,
     config: &LogConfig,
-) -> Result<(Rc<Segment<B::File>>, u64, bool)> {
-    let file = backend.open(&segment_path(dir, base, LOG_SUFFIX), false).await?;
+    replay: &mut Replay,
+) -> Result<(Rc<Segment<B::File>>, u64)> {
+    let path = segment_path(dir, base, LOG_SUFFIX);
+    let file = backend.open(&path, false).await?;
     let file_size = file.size().await?;
     let meta = |size: u64, next_offset: i64, index: SegmentIndex, sealed: bool| SegmentMeta {
         size,
@@ -213,33 +303,63 @@ async fn open_segment<B: IoBackend>(
     };
     if let Some(next_base) = next_base {
         if let Some(index) = load_index(backend, dir, base, next_base, &file, file_size, config).await? {
-            let segment = Segment::new(base, file, meta(file_size, next_base, index, true));
-            return Ok((Rc::new(segment), file_size, true));
+            let segment = Rc::new(Segment::new(base, file, meta(file_size, next_base, index, true)));
+            if next_base > replay.from {
+                replay_headers(&segment, replay).await.map_err(|e| with_dir(e, dir))?;
+            }
+            return Ok((segment, file_size));
         }
     }
-    let mut scan = scan_segment(&file, base, file_size, config.index_interval_bytes).await?;
-    let complete = scan.invalid.is_none() && next_base.is_none_or(|nb| nb == scan.next_offset);
-    if let Some(reason) = &scan.invalid {
-        let garbage = file_size - scan.valid_size;
-        // The active segment ends in zeros: block padding and space reserved ahead of the end.
-        let unwritten = next_base.is_none() && is_zero_at(&file, scan.valid_size).await?;
-        if unwritten {
-            tracing::debug!(dir = %dir.display(), base, garbage, "trimming unwritten tail (padding, reserved space)");
-        } else {
-            tracing::warn!(dir = %dir.display(), base, %reason, garbage, "truncating segment at last valid batch");
-        }
-    }
+    let mut scan = scan_segment(&file, base, file_size, config.index_interval_bytes, replay).await?;
+    check_scan(&file, &path, &scan, next_base, recovery_point).await?;
     if scan.valid_size != file_size {
         file.truncate(scan.valid_size).await?;
         file.sync().await?;
     }
-    let sealed = next_base.is_some() && complete;
+    let sealed = next_base.is_some();
     if sealed {
         scan.index.seal();
         write_index_files(backend, dir, base, &scan.index).await?;
-    } else if next_base.is_some() {
-        tracing::warn!(dir = %dir.display(), base, "segment does not reach the next segment; dropping later segments");
     }
     let segment = Segment::new(base, file, meta(scan.valid_size, scan.next_offset, scan.index, sealed));
-    Ok((Rc::new(segment), scan.valid_size, next_base.is_none() || complete))
+    Ok((Rc::new(segment), scan.valid_size))
+}
+
+/// Decides whether what the scan found past the valid data may be trimmed (Ok) or is damage to
+/// synced data (Err).
+async fn check_scan<F: IoFile>(file: &F, path: &Path, scan: &SegmentScan, next_base: Option<i64>, recovery_point: i64) -> Result<()> {
+    let corrupt = |position: u64, reason: String| Err(Error::CorruptLog { path: path.to_path_buf(), position, reason });
+    let unwritten = match &scan.invalid {
+        Some((position, _)) => is_zero_at(file, *position).await?,
+        None => true,
+    };
+    match next_base {
+        // A sealed segment was truncated and synced before the next one was created: it must be
+        // whole and reach the next segment; only zeros (an untruncated reservation) may follow.
+        Some(next_base) => {
+            if let Some((position, reason)) = scan.invalid.as_ref().filter(|_| !unwritten) {
+                return corrupt(*position, reason.clone());
+            }
+            if scan.next_offset != next_base {
+                return corrupt(scan.valid_size, format!("segment ends at offset {} but the next segment starts at {next_base}", scan.next_offset));
+            }
+        }
+        // The active segment: a damaged batch below the recovery point was synced, not torn.
+        None => {
+            if let Some((position, reason)) = &scan.invalid {
+                if scan.next_offset < recovery_point {
+                    return corrupt(*position, format!("{reason} (offset {} is below the recovery point {recovery_point})", scan.next_offset));
+                }
+                let garbage = scan.valid_size.abs_diff(file.size().await?);
+                if unwritten {
+                    tracing::debug!(path = %path.display(), garbage, "trimming unwritten tail (padding, reserved space)");
+                } else {
+                    tracing::warn!(path = %path.display(), position, %reason, garbage, "truncating torn tail above the recovery point");
+                }
+            } else if scan.next_offset < recovery_point {
+                return corrupt(scan.valid_size, format!("segment ends at offset {} below the recovery point {recovery_point}", scan.next_offset));
+            }
+        }
+    }
+    Ok(())
 }

@@ -17,6 +17,15 @@ use crate::constants::WRITE_CHUNK_BYTES_MAX;
 use crate::error::{Error, Result};
 use crate::io::{align_down, align_up, IoBuf, IoFile};
 use crate::segment::Segment;
+use crate::segment_index::IndexMark;
+
+/// Segment metadata as it was before the batches now staged, to restore if they are dropped.
+#[derive(Clone, Copy, Debug)]
+struct StageMark {
+    index: IndexMark,
+    size: u64,
+    next_offset: i64,
+}
 
 /// Writer-side handle of the active segment. Contract: `stage` records batches in the segment
 /// metadata and index (no I/O); `write_staged` writes them (no fsync); `sync` is fdatasync.
@@ -28,6 +37,10 @@ pub struct SegmentAppender<F: IoFile> {
     tail: Vec<u8>,
     staged: Vec<Bytes>,
     staged_bytes: u64,
+    /// Set by the first `stage` after a write: what `discard_staged` restores.
+    mark: Option<StageMark>,
+    /// Offset following the last batch written to the file (`file_end`'s offset).
+    file_next_offset: i64,
     /// The file is known to be allocated (and at least this long) up to here.
     allocated_end: u64,
     /// Bytes reserved per allocation (a multiple of the alignment).
@@ -41,18 +54,58 @@ impl<F: IoFile> SegmentAppender<F> {
         let align = segment.file.alignment();
         debug_assert_eq!(tail.len() as u64, file_end - align_down(file_end, align));
         let allocate_step = align_up(allocate_step.max(1), align);
-        SegmentAppender { segment, file_end, tail, staged: Vec::new(), staged_bytes: 0, allocated_end: 0, allocate_step }
+        let file_next_offset = segment.meta.borrow().next_offset;
+        SegmentAppender {
+            segment,
+            file_end,
+            tail,
+            staged: Vec::new(),
+            staged_bytes: 0,
+            mark: None,
+            file_next_offset,
+            allocated_end: 0,
+            allocate_step,
+        }
     }
 
-    /// Reserves space so that `[0, end)` lies inside the file before it is written.
+    /// Reserves space so that `[0, end)` lies inside the file before it is written: a whole
+    /// step ahead if the disk has room, else exactly what this write needs (a nearly full disk
+    /// still takes every batch that fits).
     async fn ensure_allocated(&mut self, end: u64) -> Result<()> {
         if end <= self.allocated_end {
             return Ok(());
         }
-        let target = end.div_ceil(self.allocate_step) * self.allocate_step;
-        self.segment.file.allocate(target).await?;
+        let step = end.div_ceil(self.allocate_step) * self.allocate_step;
+        let target = match self.segment.file.allocate(step).await {
+            Ok(()) => step,
+            Err(e) if is_enospc(&e) && step > end => {
+                self.segment.file.allocate(end).await?;
+                end
+            }
+            Err(e) => return Err(e.into()),
+        };
         self.allocated_end = target;
         Ok(())
+    }
+
+    /// Offset following the last batch in the file (staged batches not counted).
+    pub fn file_next_offset(&self) -> i64 {
+        self.file_next_offset
+    }
+
+    /// Drops the staged batches (their write failed or never ran): the segment's size, next
+    /// offset and index return to what the file holds.
+    pub fn discard_staged(&mut self) {
+        self.staged.clear();
+        self.staged_bytes = 0;
+        if let Some(mark) = self.mark.take() {
+            let mut meta = self.segment.meta.borrow_mut();
+            meta.size = mark.size;
+            meta.next_offset = mark.next_offset;
+            meta.index.reset_to(mark.index);
+        }
+        debug_assert_eq!(self.segment.meta.borrow().size, self.file_end);
+        debug_assert_eq!(self.segment.meta.borrow().next_offset, self.file_next_offset);
     }
 
     pub fn segment(&self) -> &Rc<Segment<F>> {
@@ -74,6 +127,9 @@ impl<F: IoFile> SegmentAppender<F> {
         debug_assert_eq!(header.total_size(), data.len());
         let mut meta = self.segment.meta.borrow_mut();
         assert_eq!(header.base_offset, meta.next_offset, "batches must be staged in offset order");
+        if self.mark.is_none() {
+            self.mark = Some(StageMark { index: meta.index.mark(), size: meta.size, next_offset: meta.next_offset });
+        }
         let relative = (header.base_offset - self.segment.base_offset) as u32;
         let position = meta.size as u32;
         meta.index.on_batch(relative, position, data.len() as u32, header.max_timestamp);
@@ -98,9 +154,10 @@ impl<F: IoFile> SegmentAppender<F> {
         let used = self.tail.len() + appended as usize;
         let padded = align_up(used as u64, align) as usize;
         debug_assert_eq!(WRITE_CHUNK_BYTES_MAX as u64 % align, 0);
+        // On any error below the staged batches stay staged (and counted) until the caller
+        // discards them or poisons the log.
         self.ensure_allocated(start + padded as u64).await?;
         let staged = std::mem::take(&mut self.staged);
-        self.staged_bytes = 0;
         let mut source = std::iter::once(&self.tail[..]).chain(staged.iter().map(|b| &b[..]));
         let mut current: &[u8] = source.next().unwrap_or(&[]);
         let mut writes = Vec::new();
@@ -141,9 +198,12 @@ impl<F: IoFile> SegmentAppender<F> {
         }
         self.tail = new_tail;
         self.file_end += appended;
+        self.staged_bytes = 0;
+        self.mark = None;
         let mut meta = self.segment.meta.borrow_mut();
         debug_assert_eq!(self.file_end, meta.size);
         meta.readable_size = self.file_end;
+        self.file_next_offset = meta.next_offset;
         Ok(appended)
     }
 
@@ -152,16 +212,26 @@ impl<F: IoFile> SegmentAppender<F> {
         Ok(self.segment.file.sync().await?)
     }
 
-    /// Makes the segment immutable: writes staged data, truncates the zero padding, fsyncs.
-    /// Index files are written by the caller.
-    pub async fn seal(mut self) -> Result<Rc<Segment<F>>> {
+    /// Makes the segment immutable: writes staged data, truncates the zero padding and the
+    /// reserved space, syncs. Index files are written by the caller. If the next segment cannot
+    /// be created, `unseal` makes this one the active segment again.
+    pub async fn seal(&mut self) -> Result<()> {
         self.write_staged().await?;
         self.segment.file.truncate(self.file_end).await?;
+        self.allocated_end = 0;
         self.segment.file.sync().await?;
         let mut meta = self.segment.meta.borrow_mut();
         meta.index.seal();
         meta.sealed = true;
-        drop(meta);
-        Ok(self.segment)
+        Ok(())
     }
+
+    /// Appends go on in this segment after all (the roll that sealed it failed).
+    pub fn unseal(&mut self) {
+        self.segment.meta.borrow_mut().sealed = false;
+    }
+}
+
+fn is_enospc(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ENOSPC) || e.kind() == std::io::ErrorKind::StorageFull
 }

@@ -20,6 +20,17 @@ pub struct TimeEntry {
     pub relative_offset: u32,
 }
 
+/// Where an index stood before a group of batches was staged, so a failed write can undo them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexMark {
+    offsets: usize,
+    times: usize,
+    bytes_since_offset_entry: u64,
+    bytes_since_time_entry: u64,
+    max_timestamp: i64,
+    max_timestamp_offset: u32,
+}
+
 /// Sparse offset + time index of a segment.
 #[derive(Clone, Debug)]
 pub struct SegmentIndex {
@@ -63,6 +74,29 @@ impl SegmentIndex {
         }
         self.bytes_since_offset_entry += u64::from(size);
         self.bytes_since_time_entry += u64::from(size);
+    }
+
+    /// The current state, to return to with `reset_to` if the batches staged next are dropped.
+    pub fn mark(&self) -> IndexMark {
+        IndexMark {
+            offsets: self.offsets.len(),
+            times: self.times.len(),
+            bytes_since_offset_entry: self.bytes_since_offset_entry,
+            bytes_since_time_entry: self.bytes_since_time_entry,
+            max_timestamp: self.max_timestamp,
+            max_timestamp_offset: self.max_timestamp_offset,
+        }
+    }
+
+    /// Forgets every batch recorded since `mark` was taken.
+    pub fn reset_to(&mut self, mark: IndexMark) {
+        debug_assert!(mark.offsets <= self.offsets.len() && mark.times <= self.times.len());
+        self.offsets.truncate(mark.offsets);
+        self.times.truncate(mark.times);
+        self.bytes_since_offset_entry = mark.bytes_since_offset_entry;
+        self.bytes_since_time_entry = mark.bytes_since_time_entry;
+        self.max_timestamp = mark.max_timestamp;
+        self.max_timestamp_offset = mark.max_timestamp_offset;
     }
 
     /// Adds a final time entry for the segment's max timestamp (on seal).

@@ -106,9 +106,9 @@ pub async fn read_batches<F: IoFile>(
     loop {
         match scanner.next().await? {
             ScanItem::End => break,
+            // The log fills in the path (and takes itself offline).
             ScanItem::Invalid { position, reason } => {
-                tracing::error!(position, %reason, "corrupt batch on disk");
-                return Err(Error::CorruptBatch(format!("at file position {position}: {reason}")));
+                return Err(Error::CorruptLog { path: Default::default(), position, reason });
             }
             ScanItem::Batch { header, data, .. } => {
                 if header.base_offset >= hw {

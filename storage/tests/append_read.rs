@@ -210,3 +210,26 @@ fn append_read_unique_batch_is_not_copied() {
         assert_eq!(&keep[..8], &[0u8; 8], "caller's copy untouched");
     });
 }
+
+/// acks=1 answers once the write completes, before the high watermark moves: a consumer may
+/// ask for an acknowledged offset that is not visible yet. It gets nothing (and waits), not
+/// OFFSET_OUT_OF_RANGE; only offsets past the log end are out of range.
+#[test]
+fn append_read_between_high_watermark_and_log_end_is_empty() {
+    run(|| async {
+        let log = Log::open(FaultyBackend::new(), "/data/t-0".into(), config()).await.unwrap();
+        append_synced(&log, batch(2, 1, 10)).await;
+        // Not awaited: the writer has not run, so the high watermark is still 2.
+        let a = log.append(batch(3, 2, 10)).await.unwrap();
+        let b = log.append(batch(1, 3, 10)).await.unwrap();
+        assert_eq!((log.high_watermark(), log.log_end_offset()), (2, 6));
+        for offset in [a.base_offset, a.base_offset + 1, b.base_offset, log.log_end_offset()] {
+            let r = log.read(offset, 1 << 20).await.unwrap_or_else(|e| panic!("offset {offset}: {e}"));
+            assert!(r.batches.is_empty(), "offset {offset}: nothing above the high watermark");
+            assert_eq!(r.high_watermark, 2);
+        }
+        assert!(matches!(log.read(7, 100).await, Err(Error::OffsetOutOfRange { .. })));
+        log.flush().await.unwrap();
+        assert_eq!(log.read(b.base_offset, 1 << 20).await.unwrap().batches.len(), 1);
+    });
+}

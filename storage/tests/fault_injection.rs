@@ -47,10 +47,41 @@ fn fault_injection_short_write_poisons() {
     run(|| async { poisoned_after(|w, _| Faults { short_write_at: Some((w + 1, 100)), ..Faults::default() }).await });
 }
 
+/// A sealed segment whose index survived is not re-read at start; damage in it is found by the
+/// first read that reaches it: that read fails naming the file and position, the log stops
+/// taking writes, and nothing is deleted.
 #[test]
-fn fault_injection_disk_full_poisons() {
+fn fault_injection_corrupt_sealed_segment_found_on_read_takes_log_offline() {
     run(|| async {
-        poisoned_after(|_, _| Faults { disk_full: true, ..Faults::default() }).await;
+        let backend = FaultyBackend::new();
+        let mut cfg = uncached(config());
+        cfg.segment_bytes = 16 << 10;
+        let log = Log::open(backend.clone(), "/d/t-0".into(), cfg.clone()).await.unwrap();
+        for i in 0..60 {
+            append_synced(&log, batch(2, i, 300)).await;
+        }
+        assert!(log.segment_count() >= 3);
+        log.close().await.unwrap();
+        let first = std::path::PathBuf::from("/d/t-0/00000000000000000000.log");
+        let size = backend.file_len(&first).unwrap();
+        backend.corrupt_byte(&first, size / 2);
+        let log = Log::open(backend.clone(), "/d/t-0".into(), cfg).await.expect("index intact: opens");
+        let mut offset = 0;
+        let err = loop {
+            match log.read(offset, 1 << 20).await {
+                Ok(r) => offset = storage::BatchHeader::parse(r.batches.last().unwrap()).unwrap().next_offset(),
+                Err(e) => break e,
+            }
+        };
+        match &err {
+            Error::CorruptLog { path, position, .. } => {
+                assert_eq!(path, &first);
+                assert!(*position < size && *position + 400 > size / 2, "position {position} of the damaged batch");
+            }
+            other => panic!("{other}"),
+        }
+        assert!(matches!(log.append(batch(1, 1, 1)).await, Err(Error::Poisoned(_))), "no writes after damage");
+        assert_eq!(backend.file_len(&first), Some(size), "nothing deleted or trimmed");
     });
 }
 

@@ -11,6 +11,21 @@ pub fn record_batch<I>(records: I, first_timestamp_ms: i64, compression: Compres
 where
     I: IntoIterator<Item = (Option<Bytes>, Option<Bytes>)>,
 {
+    producer_batch(records, first_timestamp_ms, compression, (-1, -1, 0))
+}
+
+/// An idempotent producer's batch of `count` small records: producer id, epoch, and the
+/// sequence of its first record, as librdkafka or the Java client would send it.
+pub fn idempotent_batch(producer_id: i64, epoch: i16, first_sequence: i32, count: usize) -> Bytes {
+    let records = (0..count).map(|i| (None, Some(Bytes::from(format!("p{producer_id}-e{epoch}-s{}", first_sequence as usize + i)))));
+    producer_batch(records, 1_000, Compression::None, (producer_id, epoch, first_sequence))
+}
+
+fn producer_batch<I>(records: I, first_timestamp_ms: i64, compression: Compression, producer: (i64, i16, i32)) -> Bytes
+where
+    I: IntoIterator<Item = (Option<Bytes>, Option<Bytes>)>,
+{
+    let (producer_id, producer_epoch, first_sequence) = producer;
     let records: Vec<Record> = records
         .into_iter()
         .enumerate()
@@ -19,12 +34,12 @@ where
             control: false,
             delete_horizon: false,
             partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id,
+            producer_epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
             // The encoder starts a new batch whenever offset - sequence changes.
-            sequence: i as i32,
+            sequence: first_sequence.wrapping_add(i as i32),
             timestamp: first_timestamp_ms + i as i64,
             key,
             value,
@@ -56,5 +71,14 @@ mod tests {
         assert_eq!(set.records.len(), 3);
         assert_eq!(set.records[2].key.as_deref(), Some(&b"k2"[..]));
         assert_eq!(set.records[2].timestamp, 1_002);
+    }
+
+    #[test]
+    fn testkit_idempotent_batch_carries_producer_fields() {
+        let b = idempotent_batch(7, 2, 40, 3);
+        assert_eq!(i64::from_be_bytes(b[43..51].try_into().unwrap()), 7, "producer id");
+        assert_eq!(i16::from_be_bytes(b[51..53].try_into().unwrap()), 2, "epoch");
+        assert_eq!(i32::from_be_bytes(b[53..57].try_into().unwrap()), 40, "base sequence");
+        assert_eq!(RecordBatchDecoder::decode(&mut b.clone()).unwrap().records.len(), 3);
     }
 }

@@ -28,7 +28,9 @@ pub fn from_storage(e: &storage::Error) -> i16 {
         E::OffsetOutOfRange { .. } => OFFSET_OUT_OF_RANGE,
         E::BatchTooLarge { .. } => MESSAGE_TOO_LARGE,
         E::Closed => NOT_LEADER_OR_FOLLOWER,
-        _ => KAFKA_STORAGE_ERROR,
+        E::OutOfOrderSequence { .. } => OUT_OF_ORDER_SEQUENCE_NUMBER,
+        E::InvalidProducerEpoch { .. } => INVALID_PRODUCER_EPOCH,
+        E::CorruptLog { .. } | E::DiskFull | E::Poisoned(_) | E::Io(_) => KAFKA_STORAGE_ERROR,
     }
 }
 

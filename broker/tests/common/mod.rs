@@ -26,6 +26,11 @@ fn free_port() -> u16 {
 
 impl TestBroker {
     pub fn start(shards: usize) -> TestBroker {
+        Self::start_with(shards, None)
+    }
+
+    /// A broker whose logs sync through `sync_override` (fault injection).
+    pub fn start_with(shards: usize, sync_override: Option<storage::io::Syncer>) -> TestBroker {
         // Broker logs go to the test's captured output, shown when a test fails.
         let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("info").try_init();
         let dir = tempfile::tempdir().unwrap();
@@ -42,6 +47,7 @@ impl TestBroker {
             default_partitions: 4,
             socket_request_max_bytes: 1 << 20,
             log: default_log_config(),
+            sync_override,
         };
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();

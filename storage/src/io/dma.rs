@@ -1,15 +1,15 @@
 //! glommio O_DIRECT backend.
 
-use std::cell::RefCell;
-use std::collections::HashSet;
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
 
-use super::sync_group::SyncGroup;
+use super::sync_group::{SyncGroup, SyncMode, Syncer};
 use super::{IoBackend, IoBuf, IoFile};
 use std::rc::Rc;
 use crate::constants::{DMA_PROBE_FILE, DMA_PROBE_FILE_BYTES};
@@ -17,37 +17,114 @@ use crate::constants::{DMA_PROBE_FILE, DMA_PROBE_FILE_BYTES};
 thread_local! {
     /// Devices whose glommio iopoll probe has been primed on this executor thread.
     static PROBED_DEVICES: RefCell<HashSet<u64>> = RefCell::new(HashSet::new());
+    /// How writes are made durable on each device (decided once per device and thread).
+    static SYNC_MODES: RefCell<HashMap<u64, SyncMode>> = RefCell::new(HashMap::new());
+}
+
+/// Runs a blocking filesystem call on glommio's blocking pool, so directory operations
+/// (removing a topic's directories, renames, directory fsyncs) never stall the shard's reactor
+/// and every partition it serves.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
+    glommio::executor().spawn_blocking(f).await
 }
 
 /// glommio DMA (O_DIRECT, io_uring) backend. Cheap to create and clone.
 ///
-/// Writes bypass the page cache; `sync` joins the next shard-wide syncfs round. Before the first DMA open on a device
-/// (per executor thread) it opens a non-empty marker file, because glommio 0.9's iopoll probe
-/// misfires when the first DMA file it sees on a virtio disk is empty.
-#[derive(Clone, Debug, Default)]
-pub struct DmaBackend {}
+/// Writes bypass the page cache. `sync` joins the next shard-wide syncfs round on ext4 and XFS
+/// (Linux 5.8+), else it is the file's own fdatasync (`SyncMode`, decided per device with a log
+/// line). Before the first DMA open on a device (per executor thread) it opens a non-empty
+/// marker file, because glommio 0.9's iopoll probe misfires when the first DMA file it sees on a
+/// virtio disk is empty.
+#[derive(Clone, Default)]
+pub struct DmaBackend {
+    /// Tests: every file of this backend syncs through this group (injected faults) or in
+    /// this mode, instead of the device's.
+    forced: Option<Forced>,
+}
+
+#[derive(Clone)]
+enum Forced {
+    Group(Rc<SyncGroup>),
+    Mode(SyncMode),
+}
+
+impl std::fmt::Debug for DmaBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DmaBackend").field("forced", &self.forced.is_some()).finish()
+    }
+}
 
 impl DmaBackend {
     pub fn new() -> Self {
-        DmaBackend {}
+        DmaBackend { forced: None }
     }
 
-    async fn prime_iopoll_probe(&self, dir: &Path) -> io::Result<()> {
-        let dev = std::fs::metadata(dir)?.dev();
+    /// A backend whose syncs all run through one group with `syncer` (fault injection).
+    pub fn with_syncer(syncer: Syncer) -> Self {
+        DmaBackend { forced: Some(Forced::Group(Rc::new(SyncGroup::with_syncer(syncer)))) }
+    }
+
+    /// A backend that uses `mode` whatever the filesystem.
+    pub fn with_sync_mode(mode: SyncMode) -> Self {
+        DmaBackend { forced: Some(Forced::Mode(mode)) }
+    }
+
+    async fn prime_iopoll_probe(&self, dir: &Path, dev: u64) -> io::Result<()> {
         if PROBED_DEVICES.with(|p| p.borrow().contains(&dev)) {
             return Ok(());
         }
         let probe_dir = dir.parent().filter(|p| is_writable_dir(p)).unwrap_or(dir);
         let marker = probe_dir.join(DMA_PROBE_FILE);
-        let len = std::fs::metadata(&marker).map(|m| m.len()).unwrap_or(0);
-        if len < DMA_PROBE_FILE_BYTES as u64 {
-            std::fs::write(&marker, vec![b'r'; DMA_PROBE_FILE_BYTES])?;
-        }
+        let path = marker.clone();
+        blocking(move || {
+            let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            if len < DMA_PROBE_FILE_BYTES as u64 {
+                std::fs::write(&path, vec![b'r'; DMA_PROBE_FILE_BYTES])?;
+            }
+            Ok(())
+        })
+        .await?;
         let file = DmaFile::open(&marker).await?;
         file.close().await?;
         PROBED_DEVICES.with(|p| p.borrow_mut().insert(dev));
         Ok(())
     }
+
+    /// How a file in `dir` (on device `dev`) is made durable.
+    async fn durability_for(&self, dir: &Path, dev: u64) -> io::Result<FileSync> {
+        let mode = match &self.forced {
+            Some(Forced::Group(g)) => return Ok(FileSync::Group(g.clone())),
+            Some(Forced::Mode(m)) => *m,
+            None => match SYNC_MODES.with(|m| m.borrow().get(&dev).copied()) {
+                Some(m) => m,
+                None => {
+                    let owned = dir.to_path_buf();
+                    let (mode, why) = blocking(move || SyncMode::probe(&owned)).await?;
+                    match mode {
+                        SyncMode::SharedSyncfs => tracing::info!(dir = %dir.display(), "durability: shared syncfs rounds ({why})"),
+                        SyncMode::PerFileFdatasync => tracing::warn!(dir = %dir.display(), "durability: per-file fdatasync, slower with many partitions ({why})"),
+                    }
+                    SYNC_MODES.with(|m| m.borrow_mut().insert(dev, mode));
+                    mode
+                }
+            },
+        };
+        Ok(match mode {
+            SyncMode::SharedSyncfs => {
+                let owned = dir.to_path_buf();
+                // Opens a descriptor of the directory once per device and thread.
+                let group = SyncGroup::for_device(dev, &owned)?;
+                FileSync::Group(group)
+            }
+            SyncMode::PerFileFdatasync => FileSync::PerFile,
+        })
+    }
+}
+
+/// How one file's `sync` is done.
+enum FileSync {
+    Group(Rc<SyncGroup>),
+    PerFile,
 }
 
 fn is_writable_dir(p: &Path) -> bool {
@@ -67,10 +144,24 @@ impl IoBuf for DmaIoBuf {
     }
 }
 
-/// A glommio `DmaFile` opened read + write. `sync` goes through the device's `SyncGroup`.
+/// A glommio `DmaFile` opened read + write. `sync` goes through the device's `SyncGroup` (or
+/// is the file's fdatasync).
 pub struct DmaIoFile {
     file: DmaFile,
-    sync_group: Rc<SyncGroup>,
+    sync: FileSync,
+    /// The group's failure count when the first write not yet synced completed.
+    unsynced_mark: Cell<Option<u64>>,
+}
+
+impl DmaIoFile {
+    /// A write (or size change) completed: remember the group's failure count from then.
+    fn note_change(&self) {
+        if let FileSync::Group(g) = &self.sync {
+            if self.unsynced_mark.get().is_none() {
+                self.unsynced_mark.set(Some(g.failure_mark()));
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for DmaIoFile {
@@ -92,7 +183,9 @@ impl IoFile for DmaIoFile {
 
     async fn write_at(&self, buf: DmaIoBuf, pos: u64) -> io::Result<usize> {
         debug_assert_eq!(pos % self.alignment(), 0);
-        Ok(self.file.write_at(buf.0, pos).await?)
+        let written = self.file.write_at(buf.0, pos).await;
+        self.note_change();
+        Ok(written?)
     }
 
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
@@ -100,9 +193,20 @@ impl IoFile for DmaIoFile {
         Ok(Bytes::copy_from_slice(&res))
     }
 
-    /// Durable once a shard-wide syncfs round that started after this call completes.
+    /// Durable once a shard-wide syncfs round that started after this call completes, and no
+    /// round failed since this file's first unsynced write (or: the file's fdatasync).
     async fn sync(&self) -> io::Result<()> {
-        self.sync_group.sync().await
+        match &self.sync {
+            FileSync::Group(g) => {
+                let mark = self.unsynced_mark.take().unwrap_or_else(|| g.failure_mark());
+                let result = g.sync(mark).await;
+                if result.is_err() {
+                    self.unsynced_mark.set(Some(mark));
+                }
+                result
+            }
+            FileSync::PerFile => Ok(self.file.fdatasync().await?),
+        }
     }
 
     async fn size(&self) -> io::Result<u64> {
@@ -110,12 +214,16 @@ impl IoFile for DmaIoFile {
     }
 
     async fn truncate(&self, len: u64) -> io::Result<()> {
-        Ok(self.file.truncate(len).await?)
+        let result = self.file.truncate(len).await;
+        self.note_change();
+        Ok(result?)
     }
 
     /// fallocate(mode 0): unwritten extents, file size grows to `len`.
     async fn allocate(&self, len: u64) -> io::Result<()> {
-        Ok(self.file.pre_allocate(len, false).await?)
+        let result = self.file.pre_allocate(len, false).await;
+        self.note_change();
+        Ok(result?)
     }
 }
 
@@ -123,45 +231,51 @@ impl IoBackend for DmaBackend {
     type File = DmaIoFile;
 
     async fn open(&self, path: &Path, create: bool) -> io::Result<DmaIoFile> {
-        if let Some(dir) = path.parent() {
-            if dir.exists() {
-                self.prime_iopoll_probe(dir).await?;
-            }
-        }
+        let dir: PathBuf = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+        let stat_dir = dir.clone();
+        let dev = blocking(move || Ok(std::fs::metadata(&stat_dir)?.dev())).await?;
+        self.prime_iopoll_probe(&dir, dev).await?;
         let file = OpenOptions::new().read(true).write(true).create(create).dma_open(path).await?;
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let dev = std::fs::metadata(dir)?.dev();
-        let sync_group = SyncGroup::for_device(dev, dir)?;
-        Ok(DmaIoFile { file, sync_group })
+        let sync = self.durability_for(&dir, dev).await?;
+        Ok(DmaIoFile { file, sync, unsynced_mark: Cell::new(None) })
     }
 
     async fn remove(&self, path: &Path) -> io::Result<()> {
-        std::fs::remove_file(path)
+        let path = path.to_path_buf();
+        blocking(move || std::fs::remove_file(path)).await
     }
 
     async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        std::fs::rename(from, to)
+        let (from, to) = (from.to_path_buf(), to.to_path_buf());
+        blocking(move || std::fs::rename(from, to)).await
     }
 
     async fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        std::fs::create_dir_all(dir)
+        let dir = dir.to_path_buf();
+        blocking(move || std::fs::create_dir_all(dir)).await
     }
 
     async fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
-        let mut names = Vec::new();
-        for entry in std::fs::read_dir(dir)? {
-            if let Ok(name) = entry?.file_name().into_string() {
-                names.push(name);
+        let dir = dir.to_path_buf();
+        blocking(move || {
+            let mut names = Vec::new();
+            for entry in std::fs::read_dir(dir)? {
+                if let Ok(name) = entry?.file_name().into_string() {
+                    names.push(name);
+                }
             }
-        }
-        Ok(names)
+            Ok(names)
+        })
+        .await
     }
 
     async fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
-        std::fs::remove_dir_all(dir)
+        let dir = dir.to_path_buf();
+        blocking(move || std::fs::remove_dir_all(dir)).await
     }
 
     async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        std::fs::File::open(dir)?.sync_all()
+        let dir = dir.to_path_buf();
+        blocking(move || std::fs::File::open(dir)?.sync_all()).await
     }
 }

@@ -27,7 +27,7 @@ pub struct Faults {
     /// The Nth `write_at` persists only the given number of bytes, even into the durable image
     /// (power loss mid-write), then fails with EIO.
     pub torn_write_at: Option<(u64, usize)>,
-    /// Every write fails with ENOSPC.
+    /// Every write, allocation and file creation fails with ENOSPC (until the faults change).
     pub disk_full: bool,
 }
 
@@ -299,6 +299,7 @@ impl IoBackend for FaultyBackend {
         let mut fs = self.fs.borrow_mut();
         let file = match fs.files.get(path) {
             Some(f) => f.clone(),
+            None if create && fs.faults.disk_full => return Err(io::Error::from_raw_os_error(libc::ENOSPC)),
             None if create => {
                 let f = Rc::new(RefCell::new(MemFile::default()));
                 fs.files.insert(path.to_path_buf(), f.clone());

@@ -13,7 +13,8 @@ use std::path::Path;
 
 use bytes::Bytes;
 
-pub use dma::{DmaBackend, DmaIoFile};
+pub use dma::{blocking, DmaBackend, DmaIoFile};
+pub use sync_group::{SyncGroup, SyncMode, Syncer};
 pub use faulty::{FaultyBackend, FaultyFile, Faults};
 
 /// An owned, aligned write buffer.

@@ -1,8 +1,13 @@
 //! InitProducerId (key 22), v0-4: hands out producer ids for idempotent producers.
 //! Transactions are not supported: a transactional id is refused.
+//!
+//! Without a transactional id, Kafka (and Redpanda) always answer with a fresh producer id and
+//! epoch 0, whatever producer id and epoch the request carries (v3+, KIP-360): the client takes
+//! what it is given. Riptide does the same, so an id this broker did not issue is never bumped
+//! and adopted (its producer windows in the logs belong to someone else, or to nobody).
 
 use super::{encode, handler, Api, ApiError, Reply, Request};
-use crate::kafka::errors::{INVALID_REQUEST, NONE};
+use crate::kafka::errors::{INVALID_REQUEST, NONE, UNKNOWN_SERVER_ERROR};
 use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use kafka_protocol::protocol::VersionRange;
 
@@ -15,20 +20,21 @@ pub const API: Api = Api {
 async fn handle(mut req: Request) -> Result<Reply, ApiError> {
     let body: InitProducerIdRequest = req.decode()?;
     let mut resp = InitProducerIdResponse::default();
+    resp.producer_id = ProducerId(-1);
+    resp.producer_epoch = -1;
     if body.transactional_id.is_some() {
         tracing::warn!("InitProducerId with a transactional id: transactions are not supported");
         resp.error_code = INVALID_REQUEST;
-        resp.producer_id = ProducerId(-1);
-        resp.producer_epoch = -1;
-    } else if body.producer_id.0 >= 0 && body.producer_epoch >= 0 && body.producer_epoch < i16::MAX - 1 {
-        // A producer re-initialising (KIP-360) keeps its id with the next epoch.
+    } else if let Some(id) = req.shard.allocate_producer_id() {
+        if body.producer_id.0 >= 0 {
+            tracing::debug!(old = body.producer_id.0, epoch = body.producer_epoch, new = id, "producer re-initialised with a new id");
+        }
         resp.error_code = NONE;
-        resp.producer_id = body.producer_id;
-        resp.producer_epoch = body.producer_epoch + 1;
-    } else {
-        resp.error_code = NONE;
-        resp.producer_id = ProducerId(req.shard.allocate_producer_id());
+        resp.producer_id = ProducerId(id);
         resp.producer_epoch = 0;
+    } else {
+        tracing::error!("producer id range of this run exhausted: restart the broker to reserve a new one");
+        resp.error_code = UNKNOWN_SERVER_ERROR;
     }
     Ok(Reply::Now(encode(&resp, req.version)?))
 }
