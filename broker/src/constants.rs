@@ -37,6 +37,16 @@ pub const PARTITIONS_DEFAULT: i32 = 1;
 /// How long start-up waits for the listen port to become free (after a kill -9 the old
 /// process's sockets can linger while its io_uring is torn down).
 pub const LISTEN_BIND_WAIT_MS: u64 = 10_000;
+/// Most shards a broker runs.
+pub const SHARDS_MAX: usize = 256;
+/// Smallest `socket.request.max.bytes` accepted (a Metadata request must fit).
+pub const SOCKET_REQUEST_BYTES_MIN: usize = 1024;
+/// Default of `request.read.timeout.ms`: once a request's size prefix is read, its payload must
+/// arrive within this time, or the connection is closed (a stalled or slow-loris client).
+pub const REQUEST_READ_TIMEOUT_MS_DEFAULT: u64 = 30_000;
+/// Default of `connections.max.idle.ms` (Kafka's, 10 min): a connection with no request in
+/// flight and no byte received for this long is closed.
+pub const CONNECTIONS_MAX_IDLE_MS_DEFAULT: u64 = 600_000;
 /// How often each shard applies retention to its logs.
 pub const RETENTION_CHECK_INTERVAL_MS: u64 = 5 * 60 * 1000;
 /// Batches remembered per producer and partition for duplicate detection (librdkafka keeps <= 5

@@ -42,6 +42,7 @@ impl TestBroker {
             default_partitions: 4,
             socket_request_max_bytes: 1 << 20,
             log: default_log_config(),
+            net: Default::default(),
         };
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
