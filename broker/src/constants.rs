@@ -47,6 +47,17 @@ pub const REQUEST_READ_TIMEOUT_MS_DEFAULT: u64 = 30_000;
 /// Default of `connections.max.idle.ms` (Kafka's, 10 min): a connection with no request in
 /// flight and no byte received for this long is closed.
 pub const CONNECTIONS_MAX_IDLE_MS_DEFAULT: u64 = 600_000;
+/// Largest piece of a request payload read at once. Budget is taken for bytes once they have
+/// arrived, so a connection holds at most this much memory outside the budget while it waits
+/// for room (the same order as its read buffer).
+pub const REQUEST_READ_CHUNK_BYTES: usize = 256 * 1024;
+/// Requests up to this size (1 MiB of records, librdkafka's default `message.max.bytes`, plus
+/// room for headers) may use the reserve pool when the main request budget is exhausted.
+pub const RESERVE_REQUEST_BYTES_MAX: usize = 1024 * 1024 + 64 * 1024;
+/// The reserve pool of a shard: request bytes that only small requests may hold, so that
+/// ApiVersions, Metadata and ordinary produce requests keep flowing while big requests have
+/// taken the whole main budget (`SHARD_REQUEST_BYTES_IN_FLIGHT_MAX`).
+pub const SHARD_REQUEST_RESERVE_BYTES: u64 = 32 * 1024 * 1024;
 /// How often each shard applies retention to its logs.
 pub const RETENTION_CHECK_INTERVAL_MS: u64 = 5 * 60 * 1000;
 /// Batches remembered per producer and partition for duplicate detection (librdkafka keeps <= 5
@@ -58,3 +69,5 @@ pub const META_DIR: &str = "__riptide_meta";
 const _: () = assert!(CONNECTION_IN_FLIGHT_MAX >= 5, "clients pipeline up to 5 requests");
 const _: () = assert!(PARTITIONS_DEFAULT <= TOPIC_PARTITIONS_MAX);
 const _: () = assert!(SHARD_REQUEST_BYTES_IN_FLIGHT_MAX >= SOCKET_REQUEST_BYTES_MAX as u64, "the largest request must fit");
+const _: () = assert!(SHARD_REQUEST_RESERVE_BYTES >= RESERVE_REQUEST_BYTES_MAX as u64, "a small request must fit the reserve");
+const _: () = assert!(REQUEST_READ_CHUNK_BYTES as u64 <= SHARD_REQUEST_RESERVE_BYTES);

@@ -4,6 +4,7 @@
 use crate::config::BrokerConfig;
 use crate::constants::{LISTEN_BIND_WAIT_MS, META_DIR, RETENTION_CHECK_INTERVAL_MS, SHARD_CONNECTIONS_MAX};
 use crate::kafka::api::{Registry, REGISTRY};
+use crate::kafka::budget::RequestBudget;
 use crate::kafka::connection;
 use crate::router::Meshes;
 use crate::shard::Shard;
@@ -104,7 +105,8 @@ async fn shard_main(
         .map_err(|e| anyhow::anyhow!("shard {} cannot listen on {listen}: {e}", shard.id))?;
     tracing::info!(shard = shard.id, %listen, "shard ready");
     glommio::spawn_local(retention_loop(shard.clone())).detach();
-    let accept = accept_loop(shard.clone(), registry, listener).boxed_local();
+    let budget = RequestBudget::new(shard.request_budget.clone());
+    let accept = accept_loop(shard.clone(), registry, budget, listener).boxed_local();
     let stopped = async move {
         while !stop.load(Ordering::SeqCst) {
             glommio::timer::sleep(Duration::from_millis(STOP_POLL_MS)).await;
@@ -117,7 +119,7 @@ async fn shard_main(
     Ok(())
 }
 
-async fn accept_loop(shard: Rc<Shard>, registry: Rc<Registry>, listener: glommio::net::TcpListener) {
+async fn accept_loop(shard: Rc<Shard>, registry: Rc<Registry>, budget: Rc<RequestBudget>, listener: glommio::net::TcpListener) {
     loop {
         let stream = match listener.accept().await {
             Ok(s) => s,
@@ -133,10 +135,10 @@ async fn accept_loop(shard: Rc<Shard>, registry: Rc<Registry>, listener: glommio
         }
         let _ = stream.set_nodelay(true);
         let peer = stream.peer_addr().ok();
-        let (shard, registry) = (shard.clone(), registry.clone());
+        let (shard, registry, budget) = (shard.clone(), registry.clone(), budget.clone());
         glommio::spawn_local(async move {
             shard.connections.set(shard.connections.get() + 1);
-            connection::serve(shard.clone(), registry, stream, peer).await;
+            connection::serve(shard.clone(), registry, budget, stream, peer).await;
             shard.connections.set(shard.connections.get() - 1);
         })
         .detach();
