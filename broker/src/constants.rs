@@ -34,9 +34,13 @@ pub const TOPIC_PARTITIONS_MAX: i32 = 10_000;
 pub const TOPIC_NAME_BYTES_MAX: usize = 249;
 /// Default partition count of auto-created topics (`num.partitions`).
 pub const PARTITIONS_DEFAULT: i32 = 1;
-/// How long start-up waits for the listen port to become free (after a kill -9 the old
-/// process's sockets can linger while its io_uring is torn down).
-pub const LISTEN_BIND_WAIT_MS: u64 = 10_000;
+/// How long start-up waits for a listening socket that no process holds any more to vanish:
+/// after a kill -9 the dead broker's listener lingers (seen: up to ~1.5 s) while its io_uring is
+/// torn down, and a listener joining its SO_REUSEPORT group would be handed connections that
+/// nobody accepts.
+pub const LISTEN_ORPHAN_WAIT_MS: u64 = 10_000;
+/// How often start-up looks again for that orphan listener.
+pub const LISTEN_ORPHAN_POLL_MS: u64 = 20;
 /// Most shards a broker runs.
 pub const SHARDS_MAX: usize = 256;
 /// Smallest `socket.request.max.bytes` accepted (a Metadata request must fit).

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod constants;
 pub mod kafka;
+pub mod port;
 pub mod producers;
 pub mod router;
 pub mod scatter;

@@ -2,7 +2,7 @@
 //! port (SO_REUSEPORT, so the kernel spreads connections), joined by the channel mesh.
 
 use crate::config::BrokerConfig;
-use crate::constants::{LISTEN_BIND_WAIT_MS, META_DIR, RETENTION_CHECK_INTERVAL_MS, SHARD_CONNECTIONS_MAX};
+use crate::constants::{META_DIR, RETENTION_CHECK_INTERVAL_MS, SHARD_CONNECTIONS_MAX};
 use crate::kafka::api::{Registry, REGISTRY};
 use crate::kafka::budget::RequestBudget;
 use crate::kafka::connection;
@@ -38,7 +38,7 @@ pub fn run_until(config: BrokerConfig, stop: Arc<AtomicBool>) -> anyhow::Result<
     let _lock = lock_data_dir(&config.data_dir)?;
     let cluster_id = cluster_id(&config.data_dir)?;
     let table = TopicTable::load(&config.data_dir)?;
-    wait_for_port(config.listen)?;
+    crate::port::ensure_free(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     raise_memlock_limit();
     let host = tuning::HostFacts::probe();
     tracing::info!(cores = host.cores, memory_bytes = ?host.memory_bytes, memlock_bytes = ?host.memlock_bytes, "host");
@@ -150,25 +150,6 @@ async fn retention_loop(shard: Rc<Shard>) {
         glommio::timer::sleep(Duration::from_millis(RETENTION_CHECK_INTERVAL_MS)).await;
         shard.enforce_retention().await;
     }
-}
-
-/// Fails with a clear message if the port stays taken (the shards bind with SO_REUSEPORT, which
-/// would otherwise share the port with whatever holds it).
-fn wait_for_port(addr: std::net::SocketAddr) -> anyhow::Result<()> {
-    let deadline = std::time::Instant::now() + Duration::from_millis(LISTEN_BIND_WAIT_MS);
-    for attempt in 0.. {
-        match std::net::TcpListener::bind(addr) {
-            Ok(_) => return Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && std::time::Instant::now() < deadline => {
-                if attempt == 0 {
-                    tracing::info!(%addr, wait_ms = LISTEN_BIND_WAIT_MS, "port busy, waiting for it to be released");
-                }
-                std::thread::sleep(Duration::from_millis(250));
-            }
-            Err(e) => return Err(e).with_context(|| format!("cannot listen on {addr}")),
-        }
-    }
-    unreachable!("the loop returns")
 }
 
 /// One broker per data dir: a second one would corrupt the logs.
