@@ -99,10 +99,15 @@ where
         Stop::Eof => {}
         Stop::Idle => tracing::debug!(?peer, idle_ms = limits.net.connections_max_idle.as_millis() as u64, "closing idle connection"),
         Stop::Frame(FrameError::Io(e)) => tracing::debug!(?peer, "connection closed: {e}"),
-        Stop::Frame(e) => tracing::warn!(?peer, "closing connection: {e}"),
+        Stop::Frame(e) => tracing::warn!(?peer, "closing connection: {}", one_line(&e)),
     }
     drop(tx);
     writer_task.await;
+}
+
+/// Decoder errors can end in a newline: keep each log entry on one line, with its fields.
+fn one_line(e: &FrameError) -> String {
+    e.to_string().trim_end().replace('\n', "; ")
 }
 
 #[derive(Clone, Copy)]
