@@ -165,14 +165,23 @@ fn parse_proc_ip(hex: &str) -> Option<IpAddr> {
     }
 }
 
-/// Whether a listener on `theirs` would receive connections meant for `ours`.
+/// Whether a listener on `theirs` would receive connections meant for `ours`: the same address,
+/// or a wildcard of the same family; an IPv6 wildcard also takes IPv4 (dual stack, the default).
 fn overlaps(theirs: SocketAddr, ours: SocketAddr) -> bool {
     let canonical = |ip: IpAddr| match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
     };
-    let (t, o) = (canonical(theirs.ip()), canonical(ours.ip()));
-    theirs.port() == ours.port() && (t == o || t.is_unspecified() || o.is_unspecified())
+    if theirs.port() != ours.port() {
+        return false;
+    }
+    match (canonical(theirs.ip()), canonical(ours.ip())) {
+        (t, o) if t == o => true,
+        (IpAddr::V4(t), IpAddr::V4(o)) => t.is_unspecified() || o.is_unspecified(),
+        (IpAddr::V6(t), IpAddr::V6(o)) => t.is_unspecified() || o.is_unspecified(),
+        (IpAddr::V6(t), IpAddr::V4(_)) => t.is_unspecified(),
+        (IpAddr::V4(_), IpAddr::V6(o)) => o.is_unspecified(),
+    }
 }
 
 /// The processes holding each socket inode, from `/proc/<pid>/fd/*` links (`socket:[inode]`).
@@ -233,6 +242,8 @@ mod tests {
             assert!(!overlaps(theirs.parse().unwrap(), ours), "{theirs}");
         }
         assert!(overlaps("127.0.0.5:9092".parse().unwrap(), "0.0.0.0:9092".parse().unwrap()));
+        assert!(overlaps("0.0.0.0:9092".parse().unwrap(), "[::]:9092".parse().unwrap()));
+        assert!(!overlaps("0.0.0.0:9092".parse().unwrap(), "[::1]:9092".parse().unwrap()), "other family");
     }
 
     #[test]

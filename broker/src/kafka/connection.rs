@@ -259,3 +259,42 @@ async fn write_responses<W: AsyncWrite + Unpin>(rx: &LocalReceiver<Outgoing>, wr
         activity.touch();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use glommio::sync::Semaphore;
+
+    fn run<F: std::future::Future<Output = ()> + 'static>(f: impl FnOnce() -> F + Send + 'static) {
+        glommio::LocalExecutorBuilder::default().spawn(f).unwrap().join().unwrap();
+    }
+
+    #[test]
+    fn connection_payload_is_assembled_and_charged_as_it_arrives() {
+        run(|| async {
+            let main = Rc::new(Semaphore::new(64 << 20));
+            let budget = RequestBudget::with_reserve(main.clone(), 0);
+            let size = 3 * REQUEST_READ_CHUNK_BYTES + 12_345;
+            let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            let mut reader = futures::io::Cursor::new(data.clone());
+            let (payload, held) = read_payload(&mut reader, size, &budget).await.unwrap();
+            assert_eq!(&payload[..], &data[..]);
+            assert_eq!(held.units(), (size as u64, 0, false));
+            assert_eq!(main.available(), (64 << 20) - size as u64);
+            drop(held);
+            assert_eq!(main.available(), 64 << 20);
+        });
+    }
+
+    #[test]
+    fn connection_truncated_payload_returns_its_budget() {
+        run(|| async {
+            let main = Rc::new(Semaphore::new(1 << 20));
+            let budget = RequestBudget::with_reserve(main.clone(), 0);
+            let mut reader = futures::io::Cursor::new(vec![7u8; 1000]);
+            let r = read_payload(&mut reader, 100 << 20, &budget).await;
+            assert!(matches!(r, Err(FrameError::Io(ref e)) if e.kind() == std::io::ErrorKind::UnexpectedEof));
+            assert_eq!(main.available(), 1 << 20, "a request cut short holds nothing");
+        });
+    }
+}
