@@ -34,9 +34,34 @@ pub const TOPIC_PARTITIONS_MAX: i32 = 10_000;
 pub const TOPIC_NAME_BYTES_MAX: usize = 249;
 /// Default partition count of auto-created topics (`num.partitions`).
 pub const PARTITIONS_DEFAULT: i32 = 1;
-/// How long start-up waits for the listen port to become free (after a kill -9 the old
-/// process's sockets can linger while its io_uring is torn down).
-pub const LISTEN_BIND_WAIT_MS: u64 = 10_000;
+/// How long start-up waits for a listening socket that no process holds any more to vanish:
+/// after a kill -9 the dead broker's listener lingers (seen: up to ~1.5 s) while its io_uring is
+/// torn down, and a listener joining its SO_REUSEPORT group would be handed connections that
+/// nobody accepts.
+pub const LISTEN_ORPHAN_WAIT_MS: u64 = 10_000;
+/// How often start-up looks again for that orphan listener.
+pub const LISTEN_ORPHAN_POLL_MS: u64 = 20;
+/// Most shards a broker runs.
+pub const SHARDS_MAX: usize = 256;
+/// Smallest `socket.request.max.bytes` accepted (a Metadata request must fit).
+pub const SOCKET_REQUEST_BYTES_MIN: usize = 1024;
+/// Default of `request.read.timeout.ms`: once a request's size prefix is read, its payload must
+/// arrive within this time, or the connection is closed (a stalled or slow-loris client).
+pub const REQUEST_READ_TIMEOUT_MS_DEFAULT: u64 = 30_000;
+/// Default of `connections.max.idle.ms` (Kafka's, 10 min): a connection with no request in
+/// flight and no byte received for this long is closed.
+pub const CONNECTIONS_MAX_IDLE_MS_DEFAULT: u64 = 600_000;
+/// Largest piece of a request payload read at once. Budget is taken for bytes once they have
+/// arrived, so a connection holds at most this much memory outside the budget while it waits
+/// for room (the same order as its read buffer).
+pub const REQUEST_READ_CHUNK_BYTES: usize = 256 * 1024;
+/// Requests up to this size (1 MiB of records, librdkafka's default `message.max.bytes`, plus
+/// room for headers) may use the reserve pool when the main request budget is exhausted.
+pub const RESERVE_REQUEST_BYTES_MAX: usize = 1024 * 1024 + 64 * 1024;
+/// The reserve pool of a shard: request bytes that only small requests may hold, so that
+/// ApiVersions, Metadata and ordinary produce requests keep flowing while big requests have
+/// taken the whole main budget (`SHARD_REQUEST_BYTES_IN_FLIGHT_MAX`).
+pub const SHARD_REQUEST_RESERVE_BYTES: u64 = 32 * 1024 * 1024;
 /// How often each shard applies retention to its logs.
 pub const RETENTION_CHECK_INTERVAL_MS: u64 = 5 * 60 * 1000;
 /// Producer ids one run of the broker may hand out (its range is reserved durably at start).
@@ -51,3 +76,5 @@ pub const META_DIR: &str = "__riptide_meta";
 const _: () = assert!(CONNECTION_IN_FLIGHT_MAX >= 5, "clients pipeline up to 5 requests");
 const _: () = assert!(PARTITIONS_DEFAULT <= TOPIC_PARTITIONS_MAX);
 const _: () = assert!(SHARD_REQUEST_BYTES_IN_FLIGHT_MAX >= SOCKET_REQUEST_BYTES_MAX as u64, "the largest request must fit");
+const _: () = assert!(SHARD_REQUEST_RESERVE_BYTES >= RESERVE_REQUEST_BYTES_MAX as u64, "a small request must fit the reserve");
+const _: () = assert!(REQUEST_READ_CHUNK_BYTES as u64 <= SHARD_REQUEST_RESERVE_BYTES);

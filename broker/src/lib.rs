@@ -5,6 +5,7 @@ pub mod config;
 pub mod constants;
 pub mod kafka;
 pub mod partition_dirs;
+pub mod port;
 pub mod producer_ids;
 pub mod router;
 pub mod scatter;

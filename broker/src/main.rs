@@ -1,8 +1,7 @@
 //! The `riptide` command line.
 
 use clap::{Parser, Subcommand};
-use riptide_broker::config::{self, BrokerConfig, FileConfig};
-use riptide_broker::constants::*;
+use riptide_broker::config;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -59,50 +58,24 @@ struct StartArgs {
     auto_create_topics: Option<bool>,
 }
 
-fn build_config(args: StartArgs) -> anyhow::Result<BrokerConfig> {
-    let file = match &args.config {
-        Some(path) => FileConfig::load(path)?,
-        None => FileConfig::default(),
-    };
-    let listen_str = args.listen.or(file.listen).unwrap_or_else(|| LISTEN_DEFAULT.to_string());
-    let listen = config::parse_listen(&listen_str)?;
-    let (advertised_host, advertised_port) = match args.advertised.or(file.advertised) {
-        Some(a) => config::parse_advertised(&a)?,
-        None => (listen.ip().to_string(), listen.port()),
-    };
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let shards = args.shards.or(file.shards).unwrap_or(cores);
-    anyhow::ensure!((1..=256).contains(&shards), "--shards must be between 1 and 256, got {shards}");
-    let default_partitions = args.default_partitions.or(file.default_partitions).unwrap_or(PARTITIONS_DEFAULT);
-    riptide_broker::topics::validate_partitions(default_partitions).map_err(|e| anyhow::anyhow!("num.partitions: {e}"))?;
-    let mut log = config::default_log_config();
-    if let Some(v) = file.segment_bytes {
-        log.segment_bytes = v;
+impl From<StartArgs> for config::Overrides {
+    fn from(a: StartArgs) -> Self {
+        config::Overrides {
+            data_dir: a.data_dir,
+            listen: a.listen,
+            advertised: a.advertised,
+            shards: a.shards,
+            node_id: a.node_id,
+            config: a.config,
+            default_partitions: a.default_partitions,
+            auto_create_topics: a.auto_create_topics,
+        }
     }
-    if let Some(v) = file.retention_ms {
-        log.retention_ms = u64::try_from(v).ok();
-    }
-    if let Some(v) = file.retention_bytes {
-        log.retention_bytes = u64::try_from(v).ok();
-    }
-    if let Some(v) = &file.flush {
-        log.flush = config::parse_flush(v)?;
-    }
-    let socket_request_max_bytes = file.socket_request_max_bytes.unwrap_or(SOCKET_REQUEST_BYTES_MAX);
-    anyhow::ensure!(socket_request_max_bytes >= 1024, "socket.request.max.bytes must be at least 1024");
-    Ok(BrokerConfig {
-        node_id: args.node_id.or(file.node_id).unwrap_or(0),
-        listen,
-        advertised_host,
-        advertised_port,
-        data_dir: args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from(DATA_DIR_DEFAULT)),
-        shards,
-        auto_create_topics: args.auto_create_topics.or(file.auto_create_topics).unwrap_or(true),
-        default_partitions,
-        socket_request_max_bytes,
-        log,
-        sync_override: None,
-    })
+}
+
+fn start(args: StartArgs) -> anyhow::Result<()> {
+    let config = config::load(args.into())?;
+    riptide_broker::server::run(config)
 }
 
 fn main() {
@@ -114,7 +87,7 @@ fn main() {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Start(args) => build_config(args).and_then(riptide_broker::server::run),
+        Command::Start(args) => start(args),
         Command::Loadgen(args) => loadgen::cli::run_loadgen(args),
         Command::Sizing(args) => loadgen::cli::run_sizing(args),
         Command::Bench(BenchCommand::NullBroker(args)) => loadgen::cli::run_null_broker(args),

@@ -217,10 +217,36 @@ mod tests {
                 assert_eq!(s, shard_for("orders", p, n));
             }
         }
-        // Golden values: placement must not change between releases (data dirs depend on it
-        // only through recovery, but operators read it in logs).
-        assert_eq!(shard_for("orders", 0, 1), 0);
         let spread: std::collections::HashSet<_> = (0..4).map(|p| shard_for("t", p, 4)).collect();
         assert_eq!(spread.len(), 4, "consecutive partitions land on distinct shards");
+    }
+
+    /// Golden values computed from the current function: placement must not change between
+    /// releases (operators read it in logs, and a data dir's partitions are opened by the shard
+    /// it names). A changed hash moves the start shards; a changed dealing order, the rows.
+    #[test]
+    fn router_shard_for_golden_placement() {
+        let golden: &[(&str, usize, [usize; 5])] = &[
+            ("orders", 2, [0, 1, 0, 1, 0]),
+            ("orders", 3, [1, 2, 0, 1, 2]),
+            ("orders", 4, [0, 1, 2, 3, 0]),
+            ("orders", 7, [4, 5, 6, 0, 1]),
+            ("payments", 4, [2, 3, 0, 1, 2]),
+            ("payments", 7, [6, 0, 1, 2, 3]),
+            ("t", 2, [1, 0, 1, 0, 1]),
+            ("t", 3, [2, 0, 1, 2, 0]),
+            ("t", 7, [2, 3, 4, 5, 6]),
+            ("events-2026", 4, [1, 2, 3, 0, 1]),
+            ("events-2026", 7, [3, 4, 5, 6, 0]),
+        ];
+        for (topic, shards, expected) in golden {
+            let got: Vec<usize> = (0..5).map(|p| shard_for(topic, p, *shards)).collect();
+            assert_eq!(got, expected, "{topic} over {shards} shards");
+        }
+        // Many shards expose more bits of the FNV-1a hash: the start is hash % 251.
+        for (topic, start) in [("orders", 193), ("payments", 111), ("t", 58), ("events-2026", 83)] {
+            assert_eq!(shard_for(topic, 0, 251), start, "{topic}");
+            assert_eq!(shard_for(topic, 250, 251), (start + 250) % 251, "{topic}: dealt round-robin");
+        }
     }
 }

@@ -2,8 +2,9 @@
 //! port (SO_REUSEPORT, so the kernel spreads connections), joined by the channel mesh.
 
 use crate::config::BrokerConfig;
-use crate::constants::{LISTEN_BIND_WAIT_MS, META_DIR, RETENTION_CHECK_INTERVAL_MS, SHARD_CONNECTIONS_MAX};
+use crate::constants::{META_DIR, RETENTION_CHECK_INTERVAL_MS, SHARD_CONNECTIONS_MAX};
 use crate::kafka::api::{Registry, REGISTRY};
+use crate::kafka::budget::RequestBudget;
 use crate::kafka::connection;
 use crate::router::Meshes;
 use crate::shard::Shard;
@@ -41,7 +42,7 @@ pub fn run_until(config: BrokerConfig, stop: Arc<AtomicBool>) -> anyhow::Result<
     let retired = crate::partition_dirs::collect_garbage(&config.data_dir, &table, table_exists)?;
     remove_in_background(retired);
     let producer_ids = crate::producer_ids::reserve(&config.data_dir, now_ms())?;
-    wait_for_port(config.listen)?;
+    crate::port::ensure_free(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     raise_memlock_limit();
     let host = tuning::HostFacts::probe();
     tracing::info!(cores = host.cores, memory_bytes = ?host.memory_bytes, memlock_bytes = ?host.memlock_bytes, "host");
@@ -109,7 +110,8 @@ async fn shard_main(
         .map_err(|e| anyhow::anyhow!("shard {} cannot listen on {listen}: {e}", shard.id))?;
     tracing::info!(shard = shard.id, %listen, "shard ready");
     glommio::spawn_local(retention_loop(shard.clone())).detach();
-    let accept = accept_loop(shard.clone(), registry, listener).boxed_local();
+    let budget = RequestBudget::new(shard.request_budget.clone());
+    let accept = accept_loop(shard.clone(), registry, budget, listener).boxed_local();
     let stopped = async move {
         while !stop.load(Ordering::SeqCst) {
             glommio::timer::sleep(Duration::from_millis(STOP_POLL_MS)).await;
@@ -122,7 +124,7 @@ async fn shard_main(
     Ok(())
 }
 
-async fn accept_loop(shard: Rc<Shard>, registry: Rc<Registry>, listener: glommio::net::TcpListener) {
+async fn accept_loop(shard: Rc<Shard>, registry: Rc<Registry>, budget: Rc<RequestBudget>, listener: glommio::net::TcpListener) {
     loop {
         let stream = match listener.accept().await {
             Ok(s) => s,
@@ -138,10 +140,10 @@ async fn accept_loop(shard: Rc<Shard>, registry: Rc<Registry>, listener: glommio
         }
         let _ = stream.set_nodelay(true);
         let peer = stream.peer_addr().ok();
-        let (shard, registry) = (shard.clone(), registry.clone());
+        let (shard, registry, budget) = (shard.clone(), registry.clone(), budget.clone());
         glommio::spawn_local(async move {
             shard.connections.set(shard.connections.get() + 1);
-            connection::serve(shard.clone(), registry, stream, peer).await;
+            connection::serve(shard.clone(), registry, budget, stream, peer).await;
             shard.connections.set(shard.connections.get() - 1);
         })
         .detach();
@@ -153,25 +155,6 @@ async fn retention_loop(shard: Rc<Shard>) {
         glommio::timer::sleep(Duration::from_millis(RETENTION_CHECK_INTERVAL_MS)).await;
         shard.enforce_retention().await;
     }
-}
-
-/// Fails with a clear message if the port stays taken (the shards bind with SO_REUSEPORT, which
-/// would otherwise share the port with whatever holds it).
-fn wait_for_port(addr: std::net::SocketAddr) -> anyhow::Result<()> {
-    let deadline = std::time::Instant::now() + Duration::from_millis(LISTEN_BIND_WAIT_MS);
-    for attempt in 0.. {
-        match std::net::TcpListener::bind(addr) {
-            Ok(_) => return Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && std::time::Instant::now() < deadline => {
-                if attempt == 0 {
-                    tracing::info!(%addr, wait_ms = LISTEN_BIND_WAIT_MS, "port busy, waiting for it to be released");
-                }
-                std::thread::sleep(Duration::from_millis(250));
-            }
-            Err(e) => return Err(e).with_context(|| format!("cannot listen on {addr}")),
-        }
-    }
-    unreachable!("the loop returns")
 }
 
 /// Removes directories of deleted partitions left by an earlier run, off the start-up path.

@@ -43,7 +43,8 @@ STOP_TIMEOUT_S = 20.0
 LOG_TAIL_BYTES = 12_000
 PANIC_MARKERS = ("panicked at", "stack backtrace", "memory allocation of")
 ANSI = re.compile(rb"\x1b\[[0-9;]*m")
-ADDR_IN_USE = "Address already in use"
+# How a broker says its port is taken: the OS error, or riptide's own start-up check.
+ADDR_IN_USE = re.compile(r"Address already in use|port \d+ is in use")
 
 
 def free_port() -> int:
@@ -94,9 +95,14 @@ def _recv_exact(s: socket.socket, n: int) -> bytes:
 class Broker:
     """One broker process on a fixed data dir and port; can be stopped and restarted."""
 
-    def __init__(self, workdir: Path, kind: str = BROKER_KIND, shards: int = SHARDS):
+    def __init__(self, workdir: Path, kind: str = BROKER_KIND, shards: int = SHARDS,
+                 config: dict | None = None, extra_args: list[str] | None = None):
+        """`config`: keys of a riptide config file (written to the work dir and passed with
+        --config); `extra_args`: more command-line arguments."""
         self.kind = kind
         self.shards = shards
+        self.config = config
+        self.extra_args = list(extra_args or [])
         self.workdir = workdir
         self.data_dir = workdir / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -106,7 +112,6 @@ class Broker:
         self.generation = 0
         self.log_paths: list[Path] = []
         self.exit_codes: list[int] = []
-        self.addr_in_use_retries = 0
 
     # -- addresses -------------------------------------------------------
     @property
@@ -121,12 +126,15 @@ class Broker:
     def command(self) -> list[str]:
         if self.kind == "riptide":
             binary = os.environ.get("RIPTIDE_BIN", str(DEFAULT_RIPTIDE))
-            return [
+            cmd = [
                 binary, "start",
                 "--data-dir", str(self.data_dir),
                 "--listen", self.bootstrap,
                 "--shards", str(self.shards),
             ]
+            if self.config is not None:
+                cmd += ["--config", str(self.write_config())]
+            return cmd + self.extra_args
         if self.kind == "tansu":
             binary = os.environ.get("TANSU_BIN", str(DEFAULT_TANSU))
             url = f"tcp://{self.bootstrap}"
@@ -134,24 +142,31 @@ class Broker:
                     "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
         raise ValueError(f"unknown RIPTIDE_E2E_BROKER={self.kind!r}")
 
-    def start(self, addr_in_use_grace: float = 0.0) -> None:
-        """Start the broker and wait until it answers ApiVersions. If it exits because
-        the port is still taken, retry for up to `addr_in_use_grace` seconds (only the
-        kill -9 restart tests allow this: see test_restart.py)."""
-        deadline = time.monotonic() + addr_in_use_grace
+    def write_config(self) -> Path:
+        """The `config` dict as a TOML file (strings quoted, numbers and booleans as is)."""
+        def value(v):
+            if isinstance(v, bool):
+                return "true" if v else "false"
+            if isinstance(v, (int, float)):
+                return str(v)
+            return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+        path = self.workdir / "riptide.toml"
+        path.write_text("".join(f'"{k}" = {value(v)}\n' for k, v in self.config.items()))
+        return path
+
+    def start(self) -> None:
+        """Start the broker and wait until it answers ApiVersions. A restart must bind its
+        port at once, even right after a kill -9 (test_restart.py checks it); only a first
+        start may move to another port, when the free port picked was taken meanwhile."""
         first_start = self.generation == 0
         while True:
             try:
                 return self._start_once()
             except _AddrInUse as e:
                 if first_start and self.generation < 3:
-                    # the free port we picked was taken meanwhile by someone else
                     self.port = free_port()
                     continue
-                if time.monotonic() >= deadline:
-                    pytest.fail(str(e))
-                self.addr_in_use_retries += 1
-                time.sleep(0.2)
+                pytest.fail(str(e))
 
     def _start_once(self) -> None:
         assert self.proc is None or self.proc.poll() is not None, "already running"
@@ -175,8 +190,8 @@ class Broker:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 self._expected_exit = True  # reported here, not again at teardown
-                if ADDR_IN_USE in log_path.read_text(errors="replace"):
-                    raise _AddrInUse(f"broker could not bind {self.bootstrap}: {ADDR_IN_USE};"
+                if ADDR_IN_USE.search(log_path.read_text(errors="replace")):
+                    raise _AddrInUse(f"broker could not bind {self.bootstrap}: port in use;"
                                      f" log:\n{self.log_tail()}")
                 pytest.fail(f"broker exited with code {self.proc.returncode} during start-up;"
                             f" log:\n{self.log_tail()}")
@@ -214,11 +229,11 @@ class Broker:
     def kill(self) -> int:
         return self.stop(signal.SIGKILL, timeout=10)
 
-    def restart(self, sig: int = signal.SIGTERM, addr_in_use_grace: float = 0.0) -> int:
+    def restart(self, sig: int = signal.SIGTERM) -> int:
         """Stop with `sig` and start again on the same data dir and port; returns the
         exit code of the stopped process."""
         code = self.stop(sig)
-        self.start(addr_in_use_grace=addr_in_use_grace)
+        self.start()
         return code
 
     # -- diagnostics -----------------------------------------------------

@@ -245,3 +245,11 @@ def parse_api_versions_v0(body: bytes) -> tuple[int, int, dict[int, tuple[int, i
         raise AssertionError(f"not an ApiVersions v0 response ({e}): {body[:64].hex()}...") from e
     assert pos == len(body), f"{len(body) - pos} trailing bytes after ApiVersions v0 response"
     return corr, err, apis
+
+
+# -- Fetch v4 ----------------------------------------------------------------------------
+def fetch_v4(corr: int, topic: str, partition: int, offset: int, max_wait_ms: int,
+             min_bytes: int = 1, max_bytes: int = 1 << 20) -> bytes:
+    body = (i32(-1) + i32(max_wait_ms) + i32(min_bytes) + i32(max_bytes) + i8(0)
+            + i32(1) + string(topic) + i32(1) + i32(partition) + i64(offset) + i32(max_bytes))
+    return frame(request_header_v1(1, 4, corr) + body)

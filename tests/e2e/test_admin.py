@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 from confluent_kafka import Consumer, KafkaException, TopicPartition
-from confluent_kafka.admin import ConfigResource, NewPartitions, NewTopic
+from confluent_kafka.admin import ConfigResource, ConfigSource, NewPartitions, NewTopic
 
 from kafka_helpers import (
     RDLOG,
@@ -63,13 +63,38 @@ def test_admin_create_partitions_extends_topic(broker):
     assert_same_messages(allm, got, expected_offsets=d1 + d2)
 
 
+# What a topic reports for the configs it does not set: the broker's log defaults (Kafka's
+# where Riptide has the same) and Kafka's defaults for the keys only stored.
+TOPIC_DEFAULTS = {
+    "retention.ms": "604800000",     # 168 h
+    "retention.bytes": "-1",
+    "segment.bytes": "1073741824",   # 1 GiB
+    "segment.ms": "604800000",
+    "flush.ms": "0",                 # fdatasync before acks=all is answered
+    "max.message.bytes": "1048588",
+    "index.interval.bytes": "4096",
+    "cleanup.policy": "delete",
+    "compression.type": "producer",
+    "min.insync.replicas": "1",
+    "message.timestamp.type": "CreateTime",
+}
+
+
 def test_admin_describe_configs_topic(broker):
     topic = unique_topic("adm-cfg")
-    create_topic(broker.bootstrap, topic, 1)
-    res = ConfigResource(ConfigResource.Type.TOPIC, topic)
     a = admin(broker.bootstrap)
+    overrides = {"retention.ms": "3600000", "segment.bytes": "16777216", "compression.type": "lz4"}
+    a.create_topics([NewTopic(topic, 1, 1, config=overrides)], request_timeout=15)[topic].result(timeout=20)
+    wait_for_topic(broker.bootstrap, topic, 1, client=a)
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic)
     configs = a.describe_configs([res], request_timeout=15)[res].result(timeout=20)
-    assert isinstance(configs, dict)
+    got = {name: entry.value for name, entry in configs.items()}
+    expected = {**TOPIC_DEFAULTS, **overrides}
+    assert {k: got.get(k) for k in expected} == expected
+    for name in overrides:
+        assert configs[name].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value, (name, configs[name])
+        assert not configs[name].is_default
+    assert configs["flush.ms"].source == ConfigSource.DEFAULT_CONFIG.value, configs["flush.ms"]
 
 
 def test_admin_describe_cluster(broker):

@@ -69,6 +69,36 @@ mod tests {
         assert!(facts.memlock_fits(2));
         assert!(!HostFacts { memlock_bytes: Some(1024), ..facts.clone() }.memlock_fits(1));
         assert!(HostFacts { memlock_bytes: None, ..facts }.memlock_fits(64));
-        assert!(HostFacts::probe().cores >= 1);
+    }
+
+    /// The probe reports this host, checked against independent sources.
+    #[test]
+    fn tuning_probe_matches_the_host() {
+        let facts = HostFacts::probe();
+        // The cores the process may run on (sched_getaffinity), not merely "at least one".
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: sched_getaffinity fills the cpu_set_t we own, of the size we pass.
+        let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+        assert_eq!(rc, 0, "sched_getaffinity: {}", std::io::Error::last_os_error());
+        // SAFETY: CPU_COUNT reads the set filled above.
+        let allowed = unsafe { libc::CPU_COUNT(&set) } as usize;
+        // A cgroup CPU quota may lower the count below the affinity set (std takes it into
+        // account); without one the two must agree.
+        let quota = std::fs::read_to_string("/sys/fs/cgroup/cpu.max").ok().filter(|q| !q.starts_with("max"));
+        if quota.is_none() {
+            assert_eq!(facts.cores, allowed, "cores must be the CPUs this process may use");
+        }
+        assert!((1..=allowed).contains(&facts.cores), "{} cores of {allowed} allowed", facts.cores);
+        // Memory: /proc/meminfo's MemTotal, in bytes (a KiB/byte mix-up would be off by 1024).
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+        let total_kib: u64 = meminfo.lines().find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().strip_suffix("kB")).unwrap().trim().parse().unwrap();
+        assert_eq!(facts.memory_bytes, Some(total_kib * 1024));
+        // Memlock: what getrlimit says (None only when unlimited).
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit writes into the struct we own.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) }, 0);
+        let expected = (lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur);
+        assert_eq!(facts.memlock_bytes, expected);
     }
 }

@@ -1,20 +1,30 @@
 //! One client connection: a reader that decodes requests and runs each handler's in-order phase,
 //! and a writer that sends responses in request order as their second phase completes. At most
 //! `CONNECTION_IN_FLIGHT_MAX` requests are between the two (backpressure on the socket).
+//!
+//! Time limits: once a request's first byte has arrived, the whole request must arrive within
+//! `request.read.timeout.ms` (else the connection closes with a warning: a stalled or
+//! slow-loris client must not hold a connection slot and budget for ever); a connection with no
+//! request in flight and nothing received for `connections.max.idle.ms` is closed.
+//! Memory: payload bytes are counted against the shard's `RequestBudget` as they arrive.
 
 use super::api::{Registry, Reply, Request};
+use super::budget::{Held, RequestBudget};
 use super::frame::{self, FrameError};
-use crate::constants::{CONNECTION_IN_FLIGHT_MAX, CONNECTION_READ_BUFFER_BYTES, SHARD_REQUEST_BYTES_IN_FLIGHT_MAX};
-use glommio::sync::StaticPermit;
+use crate::config::NetConfig;
+use crate::constants::{CONNECTION_IN_FLIGHT_MAX, CONNECTION_READ_BUFFER_BYTES, REQUEST_READ_CHUNK_BYTES};
 use crate::shard::Shard;
 use bytes::Bytes;
-use futures::future::LocalBoxFuture;
+use futures::future::{select, Either, LocalBoxFuture};
 use futures::io::{BufReader, BufWriter};
-use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt};
+use futures::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt};
 use glommio::channels::local_channel::{self, LocalReceiver};
 use kafka_protocol::messages::ApiKey;
+use std::cell::Cell;
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 /// A response on its way: its correlation id, header version and the body once ready. The
 /// request's share of the shard's memory budget is returned when the response is written.
@@ -22,57 +32,158 @@ struct Outgoing {
     correlation_id: i32,
     header_version: i16,
     body: LocalBoxFuture<'static, Option<Vec<Bytes>>>,
-    permit: Option<StaticPermit>,
+    held: Option<Held>,
 }
 
-pub async fn serve<S>(shard: Rc<Shard>, registry: Rc<Registry>, stream: S, peer: Option<SocketAddr>)
+/// What the reader and the writer of one connection share to tell whether it is idle.
+struct Activity {
+    /// Requests read whose response is not written yet.
+    in_flight: Cell<usize>,
+    /// When the last request was read or the last response written.
+    last: Cell<Instant>,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity { in_flight: Cell::new(0), last: Cell::new(Instant::now()) }
+    }
+
+    fn touch(&self) {
+        self.last.set(Instant::now());
+    }
+
+    /// How long until the connection counts as idle (zero: it is idle now).
+    fn idle_in(&self, limit: Duration) -> Duration {
+        if self.in_flight.get() > 0 {
+            return limit; // a long-polling Fetch is not idleness
+        }
+        limit.saturating_sub(self.last.get().elapsed())
+    }
+}
+
+/// Why the reader stopped.
+enum Stop {
+    Eof,
+    Idle,
+    Frame(FrameError),
+}
+
+pub async fn serve<S>(shard: Rc<Shard>, registry: Rc<Registry>, budget: Rc<RequestBudget>, stream: S, peer: Option<SocketAddr>)
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let (reader, writer) = stream.split();
     let mut reader = BufReader::with_capacity(CONNECTION_READ_BUFFER_BYTES, reader);
     let (tx, rx) = local_channel::new_bounded(CONNECTION_IN_FLIGHT_MAX);
-    let writer_task = glommio::spawn_local(write_loop(rx, writer));
-    let max = shard.config.socket_request_max_bytes;
-    loop {
-        let payload = match read_request(&shard, &mut reader, max).await {
-            Ok(Some(p)) => p,
-            Ok(None) => break,
-            Err(FrameError::Io(e)) => {
-                tracing::debug!(?peer, "connection closed: {e}");
-                break;
-            }
-            Err(e) => {
-                tracing::warn!(?peer, "closing connection: {e}");
-                break;
-            }
+    let activity = Rc::new(Activity::new());
+    let writer_task = glommio::spawn_local(write_loop(rx, writer, activity.clone()));
+    let limits = RequestLimits { max_bytes: shard.config.socket_request_max_bytes, net: shard.config.net };
+    let stop = loop {
+        let (payload, held) = match read_request(&mut reader, &budget, &activity, limits).await {
+            Ok(Some(request)) => request,
+            Ok(None) => break Stop::Eof,
+            Err(e) => break e,
         };
-        let (payload, permit) = payload;
         match handle(&shard, &registry, payload).await {
             Ok(mut out) => {
-                out.permit = Some(permit);
+                out.held = Some(held);
+                activity.in_flight.set(activity.in_flight.get() + 1);
                 if tx.send(out).await.is_err() {
-                    break; // writer failed: the socket is gone
+                    break Stop::Eof; // writer failed: the socket is gone
                 }
             }
-            Err(e) => {
-                tracing::warn!(?peer, "closing connection: {e}");
-                break;
-            }
+            Err(e) => break Stop::Frame(e),
         }
+    };
+    match stop {
+        Stop::Eof => {}
+        Stop::Idle => tracing::debug!(?peer, idle_ms = limits.net.connections_max_idle.as_millis() as u64, "closing idle connection"),
+        Stop::Frame(FrameError::Io(e)) => tracing::debug!(?peer, "connection closed: {e}"),
+        Stop::Frame(e) => tracing::warn!(?peer, "closing connection: {}", one_line(&e)),
     }
     drop(tx);
     writer_task.await;
 }
 
-/// Reads one request once the shard's request-memory budget has room for it.
-async fn read_request<R: AsyncRead + Unpin>(shard: &Rc<Shard>, reader: &mut R, max: usize) -> Result<Option<(Bytes, StaticPermit)>, FrameError> {
+/// Decoder errors can end in a newline: keep each log entry on one line, with its fields.
+fn one_line(e: &FrameError) -> String {
+    e.to_string().trim_end().replace('\n', "; ")
+}
+
+#[derive(Clone, Copy)]
+struct RequestLimits {
+    max_bytes: usize,
+    net: NetConfig,
+}
+
+/// Reads the next request: waits (up to the idle limit) for its first byte, then gives the size
+/// prefix and the payload `request.read.timeout.ms` to arrive. `Ok(None)` on a clean end of
+/// stream between requests.
+async fn read_request<R: AsyncRead + Unpin>(
+    reader: &mut BufReader<R>,
+    budget: &Rc<RequestBudget>,
+    activity: &Activity,
+    limits: RequestLimits,
+) -> Result<Option<(Bytes, Held)>, Stop> {
+    if !wait_for_data(reader, activity, limits.net.connections_max_idle).await? {
+        return Ok(None);
+    }
+    let timeout = limits.net.request_read_timeout;
+    let read = pin!(read_framed(reader, budget, limits.max_bytes));
+    let request = match select(read, pin!(glommio::timer::sleep(timeout))).await {
+        Either::Left((request, _)) => request.map_err(Stop::Frame)?,
+        Either::Right(_) => return Err(Stop::Frame(FrameError::ReadTimeout(timeout))),
+    };
+    activity.touch();
+    Ok(request)
+}
+
+/// Waits until a byte is readable (true) or the stream ends (false); fails with `Stop::Idle`
+/// once the connection has been idle for `limit`. Cancel-safe: `fill_buf` consumes nothing.
+async fn wait_for_data<R: AsyncRead + Unpin>(reader: &mut BufReader<R>, activity: &Activity, limit: Duration) -> Result<bool, Stop> {
+    loop {
+        let idle_in = activity.idle_in(limit);
+        if idle_in.is_zero() {
+            return Err(Stop::Idle);
+        }
+        let readable = pin!(reader.fill_buf().map(|r| r.map(|buf| !buf.is_empty())));
+        match select(readable, pin!(glommio::timer::sleep(idle_in))).await {
+            Either::Left((readable, _)) => return readable.map_err(|e| Stop::Frame(e.into())),
+            Either::Right(_) => continue, // re-check: a response may have been written meanwhile
+        }
+    }
+}
+
+async fn read_framed<R: AsyncRead + Unpin>(reader: &mut R, budget: &Rc<RequestBudget>, max: usize) -> Result<Option<(Bytes, Held)>, FrameError> {
     let Some(size) = frame::read_size(reader, max).await? else { return Ok(None) };
-    let units = (size as u64).min(SHARD_REQUEST_BYTES_IN_FLIGHT_MAX);
-    let permit = shard.request_budget.acquire_static_permit(units).await
-        .map_err(|e| FrameError::Header(format!("request budget closed: {e}")))?;
-    let payload = frame::read_payload(reader, size).await?;
-    Ok(Some((payload, permit)))
+    read_payload(reader, size, budget).await.map(Some)
+}
+
+/// Reads a `size`-byte payload in pieces of at most `REQUEST_READ_CHUNK_BYTES`, taking budget for
+/// each piece once it has arrived: a connection holds budget only for bytes it really sent, and
+/// while it waits for room it stops reading (backpressure on the socket). The buffer grows with
+/// the data, so an announced size alone allocates nothing.
+async fn read_payload<R: AsyncRead + Unpin>(reader: &mut R, size: usize, budget: &Rc<RequestBudget>) -> Result<(Bytes, Held), FrameError> {
+    let mut held = budget.hold(size);
+    let mut payload = Vec::new();
+    let mut filled = 0;
+    while filled < size {
+        if filled == payload.len() {
+            // Zero the next piece once; double the capacity (up to `size`) to keep reallocations
+            // logarithmic.
+            let piece = (size - filled).min(REQUEST_READ_CHUNK_BYTES);
+            let capacity = (payload.len() * 2).max(filled + piece).min(size);
+            payload.reserve_exact(capacity - payload.len());
+            payload.resize(filled + piece, 0);
+        }
+        let n = reader.read(&mut payload[filled..]).await?;
+        if n == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+        held.take(n as u64).await?;
+        filled += n;
+    }
+    Ok((Bytes::from(payload), held))
 }
 
 async fn handle(shard: &Rc<Shard>, registry: &Rc<Registry>, mut payload: Bytes) -> Result<Outgoing, FrameError> {
@@ -83,7 +194,7 @@ async fn handle(shard: &Rc<Shard>, registry: &Rc<Registry>, mut payload: Bytes) 
         if key == ApiKey::ApiVersions {
             // Answer at v0 with the error and our ranges, so the client can step down.
             let body = registry.unsupported_version_response();
-            return Ok(Outgoing { correlation_id: pre.correlation_id, header_version: 0, body: async move { Some(body) }.boxed_local(), permit: None });
+            return Ok(Outgoing { correlation_id: pre.correlation_id, header_version: 0, body: async move { Some(body) }.boxed_local(), held: None });
         }
         return Err(FrameError::Header(format!(
             "{key:?} v{} not supported (we serve {}..={})",
@@ -99,15 +210,15 @@ async fn handle(shard: &Rc<Shard>, registry: &Rc<Registry>, mut payload: Bytes) 
         Ok(Reply::Nothing) => async { None }.boxed_local(),
         Err(e) => return Err(FrameError::Header(format!("{key:?} v{}: {e}", pre.api_version))),
     };
-    Ok(Outgoing { correlation_id: pre.correlation_id, header_version, body, permit: None })
+    Ok(Outgoing { correlation_id: pre.correlation_id, header_version, body, held: None })
 }
 
 /// Writes responses in request order. Buffered responses are flushed before waiting for
 /// anything (the next request, or the next response's body): responses that are ready together
 /// share one syscall, and none waits behind a slower one it has no need to wait for.
-async fn write_loop<W: AsyncWrite + Unpin>(rx: LocalReceiver<Outgoing>, writer: W) {
+async fn write_loop<W: AsyncWrite + Unpin>(rx: LocalReceiver<Outgoing>, writer: W, activity: Rc<Activity>) {
     let mut writer = BufWriter::with_capacity(CONNECTION_READ_BUFFER_BYTES, writer);
-    if let Err(e) = write_responses(&rx, &mut writer).await {
+    if let Err(e) = write_responses(&rx, &mut writer, &activity).await {
         tracing::debug!("write failed, closing connection: {e}");
         return;
     }
@@ -115,7 +226,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(rx: LocalReceiver<Outgoing>, writer: 
     let _ = writer.close().await;
 }
 
-async fn write_responses<W: AsyncWrite + Unpin>(rx: &LocalReceiver<Outgoing>, writer: &mut BufWriter<W>) -> std::io::Result<()> {
+async fn write_responses<W: AsyncWrite + Unpin>(rx: &LocalReceiver<Outgoing>, writer: &mut BufWriter<W>, activity: &Activity) -> std::io::Result<()> {
     loop {
         let out = match rx.recv().now_or_never() {
             Some(Some(out)) => out,
@@ -128,7 +239,7 @@ async fn write_responses<W: AsyncWrite + Unpin>(rx: &LocalReceiver<Outgoing>, wr
                 }
             }
         };
-        let mut body = out.body;
+        let Outgoing { correlation_id, header_version, mut body, held } = out;
         let body = match (&mut body).now_or_never() {
             Some(ready) => ready,
             None => {
@@ -136,11 +247,54 @@ async fn write_responses<W: AsyncWrite + Unpin>(rx: &LocalReceiver<Outgoing>, wr
                 body.await
             }
         };
-        let Some(body) = body else { continue }; // acks=0: no response
-        let len = body.iter().map(Bytes::len).sum();
-        writer.write_all(&frame::response_prefix(out.correlation_id, out.header_version, len)).await?;
-        for chunk in &body {
-            writer.write_all(chunk).await?;
-        }
+        if let Some(body) = body {
+            let len = body.iter().map(Bytes::len).sum();
+            writer.write_all(&frame::response_prefix(correlation_id, header_version, len)).await?;
+            for chunk in &body {
+                writer.write_all(chunk).await?;
+            }
+        } // else acks=0: no response
+        drop(held);
+        activity.in_flight.set(activity.in_flight.get() - 1);
+        activity.touch();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use glommio::sync::Semaphore;
+
+    fn run<F: std::future::Future<Output = ()> + 'static>(f: impl FnOnce() -> F + Send + 'static) {
+        glommio::LocalExecutorBuilder::default().spawn(f).unwrap().join().unwrap();
+    }
+
+    #[test]
+    fn connection_payload_is_assembled_and_charged_as_it_arrives() {
+        run(|| async {
+            let main = Rc::new(Semaphore::new(64 << 20));
+            let budget = RequestBudget::with_reserve(main.clone(), 0);
+            let size = 3 * REQUEST_READ_CHUNK_BYTES + 12_345;
+            let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            let mut reader = futures::io::Cursor::new(data.clone());
+            let (payload, held) = read_payload(&mut reader, size, &budget).await.unwrap();
+            assert_eq!(&payload[..], &data[..]);
+            assert_eq!(held.units(), (size as u64, 0, false));
+            assert_eq!(main.available(), (64 << 20) - size as u64);
+            drop(held);
+            assert_eq!(main.available(), 64 << 20);
+        });
+    }
+
+    #[test]
+    fn connection_truncated_payload_returns_its_budget() {
+        run(|| async {
+            let main = Rc::new(Semaphore::new(1 << 20));
+            let budget = RequestBudget::with_reserve(main.clone(), 0);
+            let mut reader = futures::io::Cursor::new(vec![7u8; 1000]);
+            let r = read_payload(&mut reader, 100 << 20, &budget).await;
+            assert!(matches!(r, Err(FrameError::Io(ref e)) if e.kind() == std::io::ErrorKind::UnexpectedEof));
+            assert_eq!(main.available(), 1 << 20, "a request cut short holds nothing");
+        });
     }
 }

@@ -18,6 +18,10 @@ pub enum FrameError {
     UnknownApi(i16),
     #[error("malformed request header: {0}")]
     Header(String),
+    #[error("request not received within request.read.timeout.ms ({} ms)", .0.as_millis())]
+    ReadTimeout(std::time::Duration),
+    #[error(transparent)]
+    Budget(#[from] super::budget::BudgetClosed),
     #[error("connection: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -48,6 +48,7 @@ impl TestBroker {
             socket_request_max_bytes: 1 << 20,
             log: default_log_config(),
             sync_override,
+            net: Default::default(),
         };
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
