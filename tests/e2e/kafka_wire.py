@@ -474,3 +474,29 @@ def list_offset_one(conn: "Conn", corr: int, topic: str, partition: int,
     r.done()
     assert len(out) == 1 and out[0][:2] == (topic, partition), out
     return out[0][2], out[0][3]
+
+
+# -- DeleteRecords v0 -----------------------------------------------------------------------------
+def delete_records_v0(corr: int, topic: str, partition: int, offset: int,
+                      timeout_ms: int = 10000) -> bytes:
+    body = i32(1) + string(topic) + i32(1) + i32(partition) + i64(offset) + i32(timeout_ms)
+    return frame(request_header_v1(21, 0, corr) + body)
+
+
+def delete_records_one(conn: "Conn", corr: int, topic: str, partition: int,
+                       offset: int) -> tuple[int, int]:
+    """-> (error_code, low_watermark); offset -1 means the high watermark."""
+    conn.send(delete_records_v0(corr, topic, partition, offset))
+    r = Reader(conn.recv_frame())
+    got_corr = r.take(">i")
+    assert got_corr == corr, f"correlation id {got_corr}, sent {corr}"
+    r.take(">i")  # throttle_time_ms
+    out = []
+    for _ in range(r.take(">i")):
+        name = r.string()
+        for _ in range(r.take(">i")):
+            p, low, err = r.take(">i"), r.take(">q"), r.take(">h")
+            out.append((name, p, err, low))
+    r.done()
+    assert len(out) == 1 and out[0][:2] == (topic, partition), out
+    return out[0][2], out[0][3]
