@@ -314,6 +314,16 @@ class BrokerFactory:
                     errors.append(str(e))
         return errors
 
+    def on_data_dir(self, data_dir: Path, **kw) -> Broker:
+        """Like calling the factory, but the broker keeps its data in `data_dir` (e.g. on a
+        small loop-mounted filesystem); its log and work dir stay under pytest's tmp dir."""
+        b = Broker(self._tmp.mktemp(self._name), **kw)
+        b.data_dir = Path(data_dir)
+        b.data_dir.mkdir(parents=True, exist_ok=True)
+        self.brokers.append(b)
+        b.start()
+        return b
+
 
 def _brokers_of(item) -> list[Broker]:
     found = []

@@ -88,9 +88,11 @@ def admin(bootstrap: str) -> AdminClient:
     return AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 10000, "logger": RDLOG})
 
 
-def create_topic(bootstrap: str, name: str, partitions: int, timeout: float = 30.0) -> None:
+def create_topic(bootstrap: str, name: str, partitions: int, timeout: float = 30.0,
+                 config: dict[str, str] | None = None) -> None:
     a = admin(bootstrap)
-    futs = a.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)],
+    futs = a.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1,
+                                     config=config or {})],
                            request_timeout=timeout)
     futs[name].result(timeout=timeout)
     wait_for_topic(bootstrap, name, partitions, timeout=timeout, client=a)

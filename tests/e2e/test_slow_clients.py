@@ -188,7 +188,7 @@ def test_idle_long_poll_in_flight_is_not_idle(broker_factory):
     wait_ms = 2 * IDLE_MS
     with kw.Conn(b.host, b.port, timeout=10) as c:
         t0 = time.monotonic()
-        c.send(kw.fetch_v4(7, topic, 0, 0, max_wait_ms=wait_ms))
+        c.send(kw.fetch_v4(7, topic, 0, 0, max_wait_ms=wait_ms, min_bytes=1))
         body = c.recv_frame()
         took = time.monotonic() - t0
     assert struct.unpack_from(">i", body)[0] == 7
