@@ -23,7 +23,6 @@ VALUE_BYTES = 1000
 BATCHES_P0 = 29  # ~8.2 KiB each: 7-8 per 64 KiB segment -> 4 segments, the last with >= 3
 BATCHES_P1 = 6
 KAFKA_STORAGE_ERROR = 56
-GRACE = 15.0  # EADDRINUSE right after kill -9: see test_restart.py
 
 
 def _values(tag, k):
@@ -68,8 +67,31 @@ def corrupt_setup(broker_factory):
     return b, t, other, data
 
 
-def _assert_offline_and_rest_serves(b, t, other, data, seg, bad_pos, before):
+def _read_until_error(b, t, end):
+    """Fetches t-0 from offset 0 onwards, batch by batch, until an error; -> (error, offset)."""
+    off = 0
+    with kw.Conn(b.host, b.port, timeout=20) as c:
+        for k in range(1000):
+            err, hw, records = kw.fetch_one(c, 800 + k, t, 0, off)
+            if err != 0:
+                return err, off
+            got = kw.batch_positions(records)
+            assert got, f"empty fetch at {off} below hw {hw}"
+            off = got[-1][2] + got[-1][3]
+            if off >= end:
+                return 0, off
+    raise AssertionError("fetch walk did not end")
+
+
+def _assert_offline_and_rest_serves(b, t, other, data, seg, bad_pos, before, found_by_read=False):
+    """`found_by_read`: the broker opened the partition (its index was intact, so start-up did
+    not re-read the segment); the first read that reaches the damaged batch finds it, and from
+    then on the partition is offline as if start-up had found it."""
     pdir = seg.parent
+    if found_by_read:
+        err, off = _read_until_error(b, t, len(data[(t, 0)]))
+        assert err == KAFKA_STORAGE_ERROR, (
+            f"reading {t}-0 from 0 gave error {err} at offset {off}: the damaged batch was served")
     # 1. nothing of that partition deleted or shortened
     after = dir_listing(pdir)
     missing = sorted(set(before) - set(after))
@@ -122,7 +144,9 @@ def _pick_middle_batch(seg):
 def test_corruption_sealed_segment_takes_partition_offline(corrupt_setup, index):
     """A byte of a record value flipped in the middle of the FIRST (sealed) segment, after
     a clean stop. "index-lost": its .index/.timeindex are removed too, so the broker has
-    to scan the segment to rebuild them."""
+    to scan the segment at start and keeps the partition offline from the start.
+    "with-index": start-up trusts the intact index (no re-read of sealed data, as Kafka);
+    the first read of the damaged batch finds it and takes the partition offline."""
     b, t, other, data = corrupt_setup
     assert b.stop(signal.SIGTERM) == 0
     pdir = b.data_dir / f"{t}-0"
@@ -140,7 +164,7 @@ def test_corruption_sealed_segment_takes_partition_offline(corrupt_setup, index)
     before = dir_listing(pdir)
     b.start()
     wait_for_topic(b.bootstrap, other, 1, timeout=20)
-    _assert_offline_and_rest_serves(b, t, other, data, seg, pos, before)
+    _assert_offline_and_rest_serves(b, t, other, data, seg, pos, before, found_by_read=index == "with-index")
 
 
 def test_corruption_active_segment_after_clean_stop_takes_partition_offline(corrupt_setup):
@@ -189,7 +213,7 @@ def test_corruption_torn_tail_after_kill9_is_trimmed(corrupt_setup, tail):
     else:
         with open(seg, "ab") as f:
             f.write(b"\0" * 8192)
-    b.start(addr_in_use_grace=GRACE)
+    b.start()
     wait_for_topic(b.bootstrap, t, 2, timeout=20)
     _consume(b, t, 2, {0: data[(t, 0)], 1: data[(t, 1)]})
     _consume(b, other, 1, {0: data[(other, 0)]})

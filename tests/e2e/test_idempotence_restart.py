@@ -9,7 +9,6 @@ import time
 import kafka_wire as kw
 from kafka_helpers import confluent_consume, create_topic, unique_topic, watermarks
 
-GRACE = 15.0  # EADDRINUSE right after kill -9: see test_restart.py
 PRODUCE_VERSION = 7
 OUT_OF_ORDER_SEQUENCE_NUMBER = 45
 # records per batch: batch i holds RECORDS[i] records, so sequences and offsets differ
@@ -49,7 +48,7 @@ def test_idempotence_replay_after_kill9_keeps_original_offsets(broker_factory, r
     assert watermarks(b.bootstrap, topic, 1)[0] == (0, end)
 
     b.kill()
-    b.start(addr_in_use_grace=GRACE)
+    b.start()
 
     with kw.Conn(b.host, b.port, timeout=15) as c:
         # the last 5 batches, byte-identical: acknowledged with their original offsets

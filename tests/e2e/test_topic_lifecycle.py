@@ -19,7 +19,6 @@ from kafka_helpers import (
     create_topic, make_messages, unique_topic, wait_for_topic, watermarks,
 )
 
-GRACE = 15.0  # EADDRINUSE right after kill -9: see test_restart.py
 GONE_WAIT_S = 10.0
 
 
@@ -217,7 +216,7 @@ def test_topic_lifecycle_failed_removal_finished_after_kill9(lc_broker):
     _wait_topic_gone(b, t, f"DeleteTopics answered error {code}")
     clear_immutable_tree(b.data_dir)
     b.kill()
-    b.start(addr_in_use_grace=GRACE)
+    b.start()
     _assert_gone_after_restart(b, t, keep, keep_data)
     assert _create(b, t, 2) == 0
     wait_for_topic(b.bootstrap, t, 2)
