@@ -6,11 +6,10 @@
 //! requests. Record data crosses as `Bytes` (a reference count, no copy).
 
 use crate::constants::MESH_QUEUE_DEPTH;
-use crate::topics::TopicMeta;
-use bytes::Bytes;
+use crate::shard::controller::{ControllerCommand, TopicChange, TopicResult};
+use crate::shard::partitions::{PartitionReply, PartitionRequest};
 use futures::channel::oneshot;
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
-use kafka_protocol::protocol::StrBytes;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
@@ -26,16 +25,12 @@ pub fn shard_for(topic: &str, partition: i32, nr_shards: usize) -> usize {
     ((hash % nr_shards as u64 + partition as u64) % nr_shards as u64) as usize
 }
 
-/// Work for the shard that owns the named partitions.
+/// Work for one service of another shard. Each service names its own request and reply types
+/// (`shard::partitions`, `shard::controller`); the router carries them without looking inside.
 #[derive(Debug)]
 pub enum ShardRequest {
-    /// Appended in the order requests arrive (the mesh queue is FIFO), answered once durable.
-    Produce { acks: i16, parts: Vec<ProducePart> },
-    Fetch(Vec<FetchPart>),
-    /// Answer as soon as any partition's high watermark passes its offset, or after `wait_ms`.
-    WaitForData { parts: Vec<(StrBytes, i32, i64)>, wait_ms: u64 },
-    ListOffsets(Vec<(StrBytes, i32, i64)>),
-    DeleteRecords(Vec<(StrBytes, i32, i64)>),
+    /// To the shard that owns the partitions named in it.
+    Partitions(PartitionRequest),
     /// To shard 0, which serialises metadata changes.
     Controller(ControllerCommand),
     /// From shard 0 to every shard: apply a metadata change.
@@ -43,73 +38,11 @@ pub enum ShardRequest {
 }
 
 #[derive(Debug)]
-pub struct ProducePart {
-    pub topic: StrBytes,
-    pub partition: i32,
-    pub records: Bytes,
-}
-
-#[derive(Debug, Clone)]
-pub struct FetchPart {
-    pub topic: StrBytes,
-    pub partition: i32,
-    pub offset: i64,
-    pub max_bytes: usize,
-}
-
-#[derive(Debug)]
-pub enum ControllerCommand {
-    CreateTopics { topics: Vec<TopicSpec>, validate_only: bool },
-    DeleteTopics(Vec<String>),
-    CreatePartitions { topics: Vec<(String, i32)>, validate_only: bool },
-}
-
-#[derive(Debug, Clone)]
-pub struct TopicSpec {
-    pub name: String,
-    pub partitions: i32,
-    pub configs: Vec<(String, String)>,
-}
-
-#[derive(Debug, Clone)]
-pub enum TopicChange {
-    Upsert(TopicMeta),
-    Delete(String),
-}
-
-#[derive(Debug)]
 pub enum ShardResponse {
-    Produce(Vec<ProduceResult>),
-    Fetch(Vec<FetchResult>),
-    Woke,
-    /// (error code, timestamp, offset) per queried partition, in order.
-    Offsets(Vec<(i16, i64, i64)>),
-    /// (error code, new log start offset) per partition.
-    DeleteRecords(Vec<(i16, i64)>),
-    /// (topic, error code, message) per topic, in order.
-    Controller(Vec<(String, i16, Option<String>)>),
+    Partitions(PartitionReply),
+    /// One result per topic, in order.
+    Controller(Vec<TopicResult>),
     Applied,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProduceResult {
-    pub error: i16,
-    pub base_offset: i64,
-    pub log_start_offset: i64,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct FetchResult {
-    pub error: i16,
-    pub high_watermark: i64,
-    pub log_start_offset: i64,
-    pub batches: Vec<Bytes>,
-}
-
-impl FetchResult {
-    pub fn bytes(&self) -> usize {
-        self.batches.iter().map(Bytes::len).sum()
-    }
 }
 
 type Envelope<T> = (u64, T);

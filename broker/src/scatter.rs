@@ -1,7 +1,7 @@
 //! Split per-partition work by owner shard, run it there, and gather answers in request order.
 
 use crate::router::{shard_for, ShardRequest, ShardResponse};
-use kafka_protocol::protocol::StrBytes;
+use crate::shard::partitions::PartitionKeyed;
 use crate::shard::Shard;
 use futures::future::join_all;
 use std::collections::BTreeMap;
@@ -36,25 +36,24 @@ pub async fn scatter<T, R: Clone>(
     out
 }
 
-/// Per-partition work named by (topic, partition, argument): partitions that exist go to their
-/// owner shards (as `make((topic, partition, argument))` batches), the others get `unknown`.
-/// Answers come back in request order.
-pub async fn per_partition<R: Clone>(
+/// Per-partition work: queries for partitions that exist go to their owner shards (as
+/// `make(queries)` batches), the others get `unknown`. Answers come back in request order.
+pub async fn per_partition<Q: PartitionKeyed, R: Clone>(
     shard: &Rc<Shard>,
-    requests: Vec<(StrBytes, i32, i64)>,
-    make: fn(Vec<(StrBytes, i32, i64)>) -> ShardRequest,
+    requests: Vec<Q>,
+    make: fn(Vec<Q>) -> ShardRequest,
     take: fn(ShardResponse) -> Option<Vec<R>>,
     unknown: R,
 ) -> Vec<R> {
     let exists: Vec<bool> = requests
         .iter()
-        .map(|(t, p, _)| shard.topic_partitions(t.as_str()).is_some_and(|n| (0..n).contains(p)))
+        .map(|q| shard.topic_partitions(q.topic()).is_some_and(|n| (0..n).contains(&q.partition())))
         .collect();
     let items = requests
         .into_iter()
         .zip(&exists)
         .filter(|(_, ok)| **ok)
-        .map(|(r, _)| (shard_for(r.0.as_str(), r.1, shard.nr_shards), r))
+        .map(|(q, _)| (shard_for(q.topic(), q.partition(), shard.nr_shards), q))
         .collect();
     let mut answers = scatter(shard, items, make, take, unknown.clone()).await.into_iter();
     exists.into_iter().map(|ok| if ok { answers.next().expect("one answer per partition") } else { unknown.clone() }).collect()

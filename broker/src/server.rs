@@ -2,7 +2,7 @@
 //! port (SO_REUSEPORT, so the kernel spreads connections), joined by the channel mesh.
 
 use crate::config::BrokerConfig;
-use crate::constants::{META_DIR, RETENTION_CHECK_INTERVAL_MS, SHARD_CONNECTIONS_MAX};
+use crate::constants::{META_DIR, SHARD_CONNECTIONS_MAX};
 use crate::kafka::api::{Registry, REGISTRY};
 use crate::kafka::budget::RequestBudget;
 use crate::kafka::connection;
@@ -109,7 +109,7 @@ async fn shard_main(
     let listener = glommio::net::TcpListener::bind(listen)
         .map_err(|e| anyhow::anyhow!("shard {} cannot listen on {listen}: {e}", shard.id))?;
     tracing::info!(shard = shard.id, %listen, "shard ready");
-    glommio::spawn_local(retention_loop(shard.clone())).detach();
+    glommio::spawn_local(crate::shard::retention::retention_loop(shard.clone())).detach();
     let budget = RequestBudget::new(shard.request_budget.clone());
     let accept = accept_loop(shard.clone(), registry, budget, listener).boxed_local();
     let stopped = async move {
@@ -147,13 +147,6 @@ async fn accept_loop(shard: Rc<Shard>, registry: Rc<Registry>, budget: Rc<Reques
             shard.connections.set(shard.connections.get() - 1);
         })
         .detach();
-    }
-}
-
-async fn retention_loop(shard: Rc<Shard>) {
-    loop {
-        glommio::timer::sleep(Duration::from_millis(RETENTION_CHECK_INTERVAL_MS)).await;
-        shard.enforce_retention().await;
     }
 }
 

@@ -2,7 +2,7 @@
 
 use super::{encode, handler, str_bytes, Api, ApiError, Reply, Request};
 use crate::kafka::errors::{INVALID_REQUEST, KAFKA_STORAGE_ERROR};
-use crate::router::ControllerCommand;
+use crate::shard::controller::{ControllerCommand, PartitionCount};
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{ApiKey, CreatePartitionsRequest, CreatePartitionsResponse};
 use kafka_protocol::protocol::VersionRange;
@@ -16,9 +16,14 @@ pub const API: Api = Api {
 async fn handle(mut req: Request) -> Result<Reply, ApiError> {
     let body: CreatePartitionsRequest = req.decode()?;
     let shard = req.shard.clone();
-    let topics: Vec<(String, i32)> = body.topics.iter().map(|t| (t.name.0.to_string(), t.count)).collect();
     let manual: Vec<bool> = body.topics.iter().map(|t| t.assignments.as_ref().is_some_and(|a| !a.is_empty())).collect();
-    let wanted: Vec<(String, i32)> = topics.iter().zip(&manual).filter(|(_, m)| !**m).map(|(t, _)| t.clone()).collect();
+    let wanted: Vec<PartitionCount> = body
+        .topics
+        .iter()
+        .zip(&manual)
+        .filter(|(_, m)| !**m)
+        .map(|(t, _)| PartitionCount { topic: t.name.0.to_string(), count: t.count })
+        .collect();
     let results = if wanted.is_empty() {
         vec![]
     } else {
@@ -30,7 +35,7 @@ async fn handle(mut req: Request) -> Result<Reply, ApiError> {
         let (code, msg) = if manual {
             (INVALID_REQUEST, Some("manual replica assignment is not supported".to_string()))
         } else {
-            results.iter().find(|r| r.0 == name).map_or((KAFKA_STORAGE_ERROR, Some("controller unavailable".into())), |r| (r.1, r.2.clone()))
+            results.iter().find(|r| r.name == name).map_or((KAFKA_STORAGE_ERROR, Some("controller unavailable".into())), |r| (r.error, r.message.clone()))
         };
         let mut r = CreatePartitionsTopicResult::default();
         r.name = t.name.clone();

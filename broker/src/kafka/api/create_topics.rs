@@ -3,7 +3,7 @@
 
 use super::{encode, handler, str_bytes, Api, ApiError, Reply, Request};
 use crate::kafka::errors::{INVALID_REPLICATION_FACTOR, INVALID_REQUEST, KAFKA_STORAGE_ERROR, NONE};
-use crate::router::TopicSpec;
+use crate::shard::controller::{TopicResult, TopicSpec};
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::VersionRange;
@@ -23,9 +23,9 @@ async fn handle(mut req: Request) -> Result<Reply, ApiError> {
         let name = t.name.0.to_string();
         if !matches!(t.replication_factor, -1 | 1) {
             let msg = format!("replication factor {} is not possible: this cluster has 1 broker", t.replication_factor);
-            refused.push((name, INVALID_REPLICATION_FACTOR, Some(msg)));
+            refused.push(TopicResult { name, error: INVALID_REPLICATION_FACTOR, message: Some(msg) });
         } else if !t.assignments.is_empty() {
-            refused.push((name, INVALID_REQUEST, Some("manual replica assignment is not supported".into())));
+            refused.push(TopicResult { name, error: INVALID_REQUEST, message: Some("manual replica assignment is not supported".into()) });
         } else {
             let partitions = if t.num_partitions == -1 { shard.config.default_partitions } else { t.num_partitions };
             let configs = t.configs.iter().filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string()))).collect();
@@ -34,15 +34,15 @@ async fn handle(mut req: Request) -> Result<Reply, ApiError> {
     }
     let mut results = if specs.is_empty() { vec![] } else { shard.create_topics_via_controller(specs.clone(), body.validate_only).await };
     for spec in &specs {
-        if !results.iter().any(|r| r.0 == spec.name) {
-            results.push((spec.name.clone(), KAFKA_STORAGE_ERROR, Some("controller unavailable".into())));
+        if !results.iter().any(|r| r.name == spec.name) {
+            results.push(TopicResult { name: spec.name.clone(), error: KAFKA_STORAGE_ERROR, message: Some("controller unavailable".into()) });
         }
     }
     results.extend(refused);
     let mut resp = CreateTopicsResponse::default();
     for t in &body.topics {
         let name = t.name.0.as_str();
-        let (_, code, msg) = results.iter().find(|r| r.0 == name).cloned().unwrap_or((name.into(), INVALID_REQUEST, None));
+        let (code, msg) = results.iter().find(|r| r.name == name).map_or((INVALID_REQUEST, None), |r| (r.error, r.message.clone()));
         let mut r = CreatableTopicResult::default();
         r.name = t.name.clone();
         r.error_code = code;

@@ -4,6 +4,7 @@ use super::{encode, handler, Api, ApiError, Reply, Request};
 use crate::kafka::errors::UNKNOWN_TOPIC_OR_PARTITION;
 use crate::router::{ShardRequest, ShardResponse};
 use crate::scatter::per_partition;
+use crate::shard::partitions::{DeleteRecordsAnswer, DeleteRecordsQuery, PartitionReply, PartitionRequest};
 use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
 use kafka_protocol::messages::{ApiKey, DeleteRecordsRequest, DeleteRecordsResponse};
 use kafka_protocol::protocol::VersionRange;
@@ -19,20 +20,23 @@ async fn handle(mut req: Request) -> Result<Reply, ApiError> {
     let queries = body
         .topics
         .iter()
-        .flat_map(|t| t.partitions.iter().map(|p| (t.name.0.clone(), p.partition_index, p.offset)))
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| DeleteRecordsQuery { topic: t.name.0.clone(), partition: p.partition_index, before: p.offset })
+        })
         .collect();
+    let make = |q| ShardRequest::Partitions(PartitionRequest::DeleteRecords(q));
     let take = |r| match r {
-        ShardResponse::DeleteRecords(v) => Some(v),
+        ShardResponse::Partitions(PartitionReply::DeleteRecords(v)) => Some(v),
         _ => None,
     };
-    let unknown = (UNKNOWN_TOPIC_OR_PARTITION, -1);
-    let mut answers = per_partition(&req.shard, queries, ShardRequest::DeleteRecords, take, unknown).await.into_iter();
+    let unknown = DeleteRecordsAnswer::failed(UNKNOWN_TOPIC_OR_PARTITION);
+    let mut answers = per_partition(&req.shard, queries, make, take, unknown).await.into_iter();
     let mut resp = DeleteRecordsResponse::default();
     for topic in &body.topics {
         let mut t = DeleteRecordsTopicResult::default();
         t.name = topic.name.clone();
         for p in &topic.partitions {
-            let (error, low_watermark) = answers.next().expect("one answer per partition");
+            let DeleteRecordsAnswer { error, low_watermark } = answers.next().expect("one answer per partition");
             let mut r = DeleteRecordsPartitionResult::default();
             r.partition_index = p.partition_index;
             r.error_code = error;

@@ -3,7 +3,7 @@
 
 use super::{encode, handler, str_bytes, Api, ApiError, Reply, Request};
 use crate::kafka::errors::UNKNOWN_TOPIC_OR_PARTITION;
-use crate::router::ControllerCommand;
+use crate::shard::controller::ControllerCommand;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{ApiKey, DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 use kafka_protocol::protocol::VersionRange;
@@ -34,7 +34,7 @@ async fn handle(mut req: Request) -> Result<Reply, ApiError> {
     let results = shard.controller_call(ControllerCommand::DeleteTopics(names.clone())).await;
     let mut resp = DeleteTopicsResponse::default();
     for name in names {
-        let (code, msg) = results.iter().find(|r| r.0 == name).map_or((UNKNOWN_TOPIC_OR_PARTITION, None), |r| (r.1, r.2.clone()));
+        let (code, msg) = results.iter().find(|r| r.name == name).map_or((UNKNOWN_TOPIC_OR_PARTITION, None), |r| (r.error, r.message.clone()));
         let mut r = DeletableTopicResult::default();
         r.name = Some(TopicName(str_bytes(&name)));
         r.error_code = code;

@@ -8,7 +8,8 @@
 use super::{handler, Api, ApiError, Reply, Request};
 use crate::constants::FETCH_WAIT_MS_MAX;
 use crate::kafka::errors::{NONE, UNKNOWN_TOPIC_OR_PARTITION};
-use crate::router::{shard_for, FetchPart, FetchResult, ShardRequest, ShardResponse};
+use crate::router::{shard_for, ShardRequest, ShardResponse};
+use crate::shard::partitions::{FetchPart, FetchResult, PartitionReply, PartitionRequest, WaitPart};
 use crate::shard::Shard;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::future::{join_all, select_all, LocalBoxFuture};
@@ -94,10 +95,10 @@ async fn read_all(shard: &Rc<Shard>, slots: &[Slot]) -> Vec<FetchResult> {
         async move {
             let (idx, parts): (Vec<usize>, Vec<FetchPart>) = items.into_iter().unzip();
             let results = if owner == shard.id {
-                shard.fetch_local(&parts).await
+                shard.partitions.fetch(&parts).await
             } else {
-                match shard.router.call(owner, ShardRequest::Fetch(parts)).await {
-                    Ok(ShardResponse::Fetch(r)) => r,
+                match shard.router.call(owner, ShardRequest::Partitions(PartitionRequest::Fetch(parts))).await {
+                    Ok(ShardResponse::Partitions(PartitionReply::Fetch(r))) => r,
                     _ => vec![],
                 }
             };
@@ -118,13 +119,13 @@ async fn read_all(shard: &Rc<Shard>, slots: &[Slot]) -> Vec<FetchResult> {
 
 /// Returns when any slot's partition has data past what was just read, or after `wait`.
 async fn wait_any(shard: &Rc<Shard>, slots: &[Slot], results: &[FetchResult], wait: Duration) {
-    let mut per_shard: BTreeMap<usize, Vec<(StrBytes, i32, i64)>> = BTreeMap::new();
+    let mut per_shard: BTreeMap<usize, Vec<WaitPart>> = BTreeMap::new();
     for (slot, result) in slots.iter().zip(results) {
         if let Some(part) = &slot.part {
             // Wait for growth beyond what we have already seen, not for data we just found
             // too small for min_bytes (that would spin).
             let seen = part.offset.max(result.high_watermark);
-            per_shard.entry(shard_for(part.topic.as_str(), part.partition, shard.nr_shards)).or_default().push((part.topic.clone(), part.partition, seen));
+            per_shard.entry(shard_for(part.topic.as_str(), part.partition, shard.nr_shards)).or_default().push(WaitPart { topic: part.topic.clone(), partition: part.partition, offset: seen });
         }
     }
     let wait_ms = wait.as_millis() as u64;
@@ -134,9 +135,9 @@ async fn wait_any(shard: &Rc<Shard>, slots: &[Slot], results: &[FetchResult], wa
             let shard = shard.clone();
             async move {
                 if owner == shard.id {
-                    shard.wait_local(&parts, wait_ms).await;
+                    shard.partitions.wait(&parts, wait_ms).await;
                 } else {
-                    let _ = shard.router.call(owner, ShardRequest::WaitForData { parts, wait_ms }).await;
+                    let _ = shard.router.call(owner, ShardRequest::Partitions(PartitionRequest::WaitForData { parts, wait_ms })).await;
                 }
             }
             .boxed_local()

@@ -5,6 +5,7 @@ use super::{encode, handler, Api, ApiError, Reply, Request};
 use crate::kafka::errors::UNKNOWN_TOPIC_OR_PARTITION;
 use crate::router::{ShardRequest, ShardResponse};
 use crate::scatter::per_partition;
+use crate::shard::partitions::{OffsetAnswer, OffsetQuery, PartitionReply, PartitionRequest};
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::protocol::VersionRange;
@@ -20,20 +21,23 @@ async fn handle(mut req: Request) -> Result<Reply, ApiError> {
     let queries = body
         .topics
         .iter()
-        .flat_map(|t| t.partitions.iter().map(|p| (t.name.0.clone(), p.partition_index, p.timestamp)))
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| OffsetQuery { topic: t.name.0.clone(), partition: p.partition_index, timestamp: p.timestamp })
+        })
         .collect();
+    let make = |q| ShardRequest::Partitions(PartitionRequest::ListOffsets(q));
     let take = |r| match r {
-        ShardResponse::Offsets(v) => Some(v),
+        ShardResponse::Partitions(PartitionReply::Offsets(v)) => Some(v),
         _ => None,
     };
-    let unknown = (UNKNOWN_TOPIC_OR_PARTITION, -1, -1);
-    let mut answers = per_partition(&req.shard, queries, ShardRequest::ListOffsets, take, unknown).await.into_iter();
+    let unknown = OffsetAnswer::failed(UNKNOWN_TOPIC_OR_PARTITION);
+    let mut answers = per_partition(&req.shard, queries, make, take, unknown).await.into_iter();
     let mut resp = ListOffsetsResponse::default();
     for topic in &body.topics {
         let mut t = ListOffsetsTopicResponse::default();
         t.name = topic.name.clone();
         for p in &topic.partitions {
-            let (error, timestamp, offset) = answers.next().expect("one answer per partition");
+            let OffsetAnswer { error, timestamp, offset } = answers.next().expect("one answer per partition");
             let mut r = ListOffsetsPartitionResponse::default();
             r.partition_index = p.partition_index;
             r.error_code = error;

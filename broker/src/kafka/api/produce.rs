@@ -6,7 +6,8 @@
 
 use super::{encode, handler, Api, ApiError, Reply, Request};
 use crate::kafka::errors::*;
-use crate::router::{shard_for, ProducePart, ProduceResult, ShardRequest, ShardResponse};
+use crate::router::{shard_for, ShardRequest, ShardResponse};
+use crate::shard::partitions::{PartitionReply, PartitionRequest, ProducePart, ProduceResult};
 use bytes::Bytes;
 use futures::future::{join_all, LocalBoxFuture};
 use futures::FutureExt;
@@ -104,13 +105,13 @@ async fn handle(req: Request) -> Result<Reply, ApiError> {
     let mut pending: Vec<(usize, LocalBoxFuture<'static, Vec<ProduceResult>>)> = Vec::new();
     for (owner, parts) in per_shard {
         if owner == shard.id {
-            pending.push((owner, shard.produce_append(acks, parts).await));
+            pending.push((owner, shard.partitions.produce_append(acks, parts).await));
         } else {
-            let reply = shard.router.send(owner, ShardRequest::Produce { acks, parts }).await;
+            let reply = shard.router.send(owner, ShardRequest::Partitions(PartitionRequest::Produce { acks, parts })).await;
             pending.push((owner, async move {
                 match reply {
                     Ok(rx) => match rx.await {
-                        Ok(ShardResponse::Produce(r)) => r,
+                        Ok(ShardResponse::Partitions(PartitionReply::Produce(r))) => r,
                         _ => vec![],
                     },
                     Err(_) => vec![],
