@@ -90,6 +90,9 @@ struct LogState<F: IoFile> {
     rollbacks: VecDeque<(u64, i64)>,
     /// Rollbacks dropped from `rollbacks`: generations below this are judged conservatively.
     rollbacks_forgotten: Option<(u64, i64)>,
+    /// Synced data was found damaged by a read (file, position, reason): every read and write
+    /// fails from then on, as if recovery had refused the log.
+    corrupt: Option<(PathBuf, u64, String)>,
     /// The last commit failed for want of space (cleared, with a log line, by the next success).
     disk_full: bool,
     /// Recovery point last written to the checkpoint file, and when.
@@ -152,6 +155,7 @@ impl<B: IoBackend> Log<B> {
             rollbacks: VecDeque::new(),
             rollbacks_forgotten: None,
             disk_full: false,
+            corrupt: None,
             checkpointed: recovered.checkpoint.get().recovery_point,
             last_checkpoint: Instant::now(),
         };
@@ -462,7 +466,16 @@ impl<B: IoBackend> LogInner<B> {
         Error::OffsetOutOfRange { requested: offset, log_start: st.log_start, high_watermark: st.hw }
     }
 
+    fn corrupt_error(&self) -> Option<Error> {
+        let st = self.state.borrow();
+        let (path, position, reason) = st.corrupt.clone()?;
+        Some(Error::CorruptLog { path, position, reason })
+    }
+
     async fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult> {
+        if let Some(e) = self.corrupt_error() {
+            return Err(e);
+        }
         let (log_start, hw, log_end, segment) = {
             let st = self.state.borrow();
             let segment = st.segments.range(..=offset).next_back().map(|(_, s)| s.clone());
@@ -493,6 +506,9 @@ impl<B: IoBackend> LogInner<B> {
     }
 
     async fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>> {
+        if let Some(e) = self.corrupt_error() {
+            return Err(e);
+        }
         let (log_start, hw, segments) = {
             let st = self.state.borrow();
             (st.log_start, st.hw, st.segments.values().cloned().collect::<Vec<_>>())
@@ -616,15 +632,19 @@ impl<B: IoBackend> LogInner<B> {
         Ok(victims.len())
     }
 
-    /// Synced data failed its checks when read back: name the file, take the log offline for
-    /// writes (poison) so nothing is appended after damage nobody has looked at, and answer the
-    /// read with the error. Nothing is deleted.
+    /// Synced data failed its checks when read back: name the file and take the log offline
+    /// (every read and append fails from now on, as if recovery had refused it), so nothing is
+    /// served or appended around damage nobody has looked at. Nothing is deleted.
     fn on_corruption(&self, e: Error, segment_base: i64) -> Error {
         let Error::CorruptLog { position, reason, .. } = e else { return e };
         let path = crate::segment::segment_path(&self.dir, segment_base, LOG_SUFFIX);
+        let first = self.state.borrow().corrupt.is_none();
+        if first {
+            self.state.borrow_mut().corrupt = Some((path.clone(), position, reason.clone()));
+        }
         let e = Error::CorruptLog { path, position, reason };
-        if self.state.borrow().poisoned.is_none() {
-            tracing::error!(error = %e, "corrupt data read back from disk; partition offline for writes");
+        if first {
+            tracing::error!(error = %e, "corrupt data read back from disk; partition offline");
             self.poison(&e);
         }
         e

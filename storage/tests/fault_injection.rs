@@ -81,6 +81,7 @@ fn fault_injection_corrupt_sealed_segment_found_on_read_takes_log_offline() {
             other => panic!("{other}"),
         }
         assert!(matches!(log.append(batch(1, 1, 1)).await, Err(Error::Poisoned(_))), "no writes after damage");
+        assert!(matches!(log.read(0, 100).await, Err(Error::CorruptLog { .. })), "offline: no reads either");
         assert_eq!(backend.file_len(&first), Some(size), "nothing deleted or trimmed");
     });
 }
