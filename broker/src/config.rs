@@ -24,6 +24,8 @@ pub struct BrokerConfig {
     pub socket_request_max_bytes: usize,
     /// Defaults for every topic's log; per-topic configs override them.
     pub log: LogConfig,
+    /// Bytes of each shard's journal (`log.journal.bytes`); less on a small disk.
+    pub journal_bytes: u64,
     /// Tests only: every log's syncs run through this stand-in (fault injection) instead of
     /// the device's syncfs or fdatasync. Never set by the command line or the config file.
     pub sync_override: Option<storage::io::Syncer>,
@@ -90,6 +92,9 @@ pub struct FileConfig {
     pub request_read_timeout_ms: Option<i64>,
     #[serde(rename = "connections.max.idle.ms")]
     pub connections_max_idle_ms: Option<i64>,
+    /// Bytes of each shard's journal (ring of files preallocated in the data dir).
+    #[serde(rename = "log.journal.bytes")]
+    pub journal_bytes: Option<i64>,
 }
 
 impl FileConfig {
@@ -127,7 +132,7 @@ pub fn load(overrides: Overrides) -> Result<BrokerConfig, ConfigError> {
 
 /// Merges defaults, the file and the command line (which wins), and validates the result.
 pub fn build_config(args: Overrides, file: FileConfig) -> Result<BrokerConfig, ConfigError> {
-    let (log, net) = (log_config(&file)?, net_config(&file)?);
+    let (log, net, journal_bytes) = (log_config(&file)?, net_config(&file)?, journal_bytes(&file)?);
     let listen_str = args.listen.or(file.listen).unwrap_or_else(|| LISTEN_DEFAULT.to_string());
     let listen = parse_listen(&listen_str)?;
     let (advertised_host, advertised_port) = match args.advertised.or(file.advertised) {
@@ -160,10 +165,19 @@ pub fn build_config(args: Overrides, file: FileConfig) -> Result<BrokerConfig, C
         auto_create_topics: args.auto_create_topics.or(file.auto_create_topics).unwrap_or(true),
         default_partitions,
         socket_request_max_bytes,
+        journal_bytes,
         log,
         net,
         sync_override: None,
     })
+}
+
+fn journal_bytes(file: &FileConfig) -> Result<u64, ConfigError> {
+    match file.journal_bytes {
+        None => Ok(JOURNAL_BYTES_DEFAULT),
+        Some(v) if v >= JOURNAL_BYTES_MIN as i64 => Ok(v as u64),
+        Some(v) => Err(invalid("log.journal.bytes", "at least 4194304 (4 MiB)", v)),
+    }
 }
 
 fn log_config(file: &FileConfig) -> Result<LogConfig, ConfigError> {

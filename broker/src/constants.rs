@@ -78,3 +78,15 @@ const _: () = assert!(PARTITIONS_DEFAULT <= TOPIC_PARTITIONS_MAX);
 const _: () = assert!(SHARD_REQUEST_BYTES_IN_FLIGHT_MAX >= SOCKET_REQUEST_BYTES_MAX as u64, "the largest request must fit");
 const _: () = assert!(SHARD_REQUEST_RESERVE_BYTES >= RESERVE_REQUEST_BYTES_MAX as u64, "a small request must fit the reserve");
 const _: () = assert!(REQUEST_READ_CHUNK_BYTES as u64 <= SHARD_REQUEST_RESERVE_BYTES);
+
+/// Default size of each shard's journal (`log.journal.bytes`): the acknowledged data not yet in
+/// segment files, at most; also how much a crash can leave to replay.
+pub const JOURNAL_BYTES_DEFAULT: u64 = 64 << 20;
+/// Smallest journal accepted.
+pub const JOURNAL_BYTES_MIN: u64 = 4 << 20;
+/// The journal takes at most this fraction (1/N) of the data dir's free space at start.
+pub const JOURNAL_FREE_SPACE_SHARE: u64 = 8;
+/// Directory of the shards' journals under the data dir (`shard-<id>/` each).
+pub const JOURNAL_DIR: &str = "__riptide_journal";
+/// How long a shard waits at start for the others to finish replaying their journals.
+pub const JOURNAL_REPLAY_BARRIER_MS: u64 = 120_000;

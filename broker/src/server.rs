@@ -65,13 +65,15 @@ pub fn run_until(config: BrokerConfig, stop: Arc<AtomicBool>) -> anyhow::Result<
         topics = table.topics.len(), "starting riptide"
     );
     let meshes = Meshes::new(config.shards);
+    let startup = Arc::new(crate::shard::journal::StartupBarrier::new(config.shards));
     let stop_all = stop.clone();
     let handles = LocalExecutorPoolBuilder::new(placement)
         .name("riptide-shard")
         .on_all_shards(move || async move {
-            let result = shard_main(config, cluster_id, table, meshes, producer_ids, stop.clone()).await;
+            let result = shard_main(config, cluster_id, table, meshes, producer_ids, &startup, stop.clone()).await;
             if let Err(e) = &result {
                 tracing::error!("shard failed: {e:#}");
+                startup.abort();
                 stop.store(true, Ordering::SeqCst);
             }
             result.map_err(|e| format!("{e:#}"))
@@ -99,11 +101,12 @@ async fn shard_main(
     table: TopicTable,
     meshes: Meshes,
     producer_ids: crate::producer_ids::ProducerIdRange,
+    startup: &crate::shard::journal::StartupBarrier,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
     let (router, inbound) = meshes.join().await?;
     let listen = config.listen;
-    let shard = Shard::open(config, cluster_id, table, router, producer_ids).await;
+    let shard = Shard::open(config, cluster_id, table, router, producer_ids, startup).await?;
     shard.serve_inbound(inbound);
     let registry = Rc::new(Registry::new(REGISTRY).map_err(anyhow::Error::msg)?);
     let listener = glommio::net::TcpListener::bind(listen)

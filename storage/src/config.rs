@@ -40,8 +40,6 @@ pub struct LogConfig {
     pub cache_bytes_max: usize,
     /// Largest accepted record batch (`max.message.bytes`).
     pub max_batch_bytes: usize,
-    /// How often the synced end is recorded as the recovery point (see `checkpoint.rs`).
-    pub recovery_point_interval_ms: u64,
 }
 
 impl Default for LogConfig {
@@ -55,7 +53,6 @@ impl Default for LogConfig {
             index_interval_bytes: INDEX_INTERVAL_BYTES,
             cache_bytes_max: CACHE_BYTES_MAX_DEFAULT,
             max_batch_bytes: MAX_BATCH_BYTES_DEFAULT,
-            recovery_point_interval_ms: RECOVERY_POINT_INTERVAL_MS_DEFAULT,
         }
     }
 }

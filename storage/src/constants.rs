@@ -24,8 +24,32 @@ pub const BATCH_CRC_START_BYTES: usize = 21;
 /// Record batch format version ("magic") we accept.
 pub const BATCH_MAGIC_V2: i8 = 2;
 
-/// Bound on bytes queued for the group-commit writer; `append` waits beyond it (backpressure).
-pub const WRITE_QUEUE_BYTES_MAX: usize = 8 << 20;
+/// Bytes one log keeps in memory before they are in its segment files; `append` waits beyond
+/// it (backpressure) while the flusher writes them.
+pub const LOG_UNFLUSHED_BYTES_MAX: usize = 16 << 20;
+/// A log writes its segment files once this much is waiting (large, sequential writes)...
+pub const LOG_FLUSH_BYTES: usize = 1 << 20;
+/// ...or once its oldest unflushed batch is this old (bounds memory and journal replay).
+pub const LOG_FLUSH_DELAY_MS: u64 = 2_000;
+/// After a segment write failed for want of space, the next try comes this much later.
+pub const LOG_DISK_FULL_RETRY_MS: u64 = 500;
+
+/// Journal ring file size and count per shard (128 MiB in all by default).
+pub const JOURNAL_FILE_BYTES_DEFAULT: u64 = 32 << 20;
+pub const JOURNAL_FILES_DEFAULT: usize = 4;
+/// Smallest ring file (and the unit file sizes are rounded to).
+pub const JOURNAL_FILE_BYTES_MIN: u64 = 1 << 20;
+/// Journal rounds start at most this often (unless `JOURNAL_ROUND_BYTES_DEFAULT` wait): at most
+/// ~2,000 device writes per second for the journal, whatever the number of partitions, for at
+/// most half a millisecond of added latency.
+pub const JOURNAL_ROUND_INTERVAL_US_DEFAULT: u64 = 500;
+/// A round this large starts at once.
+pub const JOURNAL_ROUND_BYTES_DEFAULT: usize = 256 << 10;
+/// Zero-filling a new ring file writes this much at a time.
+pub const JOURNAL_ZERO_FILL_BYTES: usize = 1 << 20;
+/// A standalone log (`Log::open`) keeps its own journal in this subdirectory, this large.
+pub const PRIVATE_JOURNAL_DIR: &str = "journal";
+pub const PRIVATE_JOURNAL_BYTES: u64 = 4 << 20;
 /// Disk space reserved ahead of the active segment's end, in steps of this many bytes
 /// (Redpanda's `segment_fallocation_step` default). Without it every append extends the file, and
 /// ext4 cannot run an extending O_DIRECT write asynchronously: io_uring hands it to a worker thread
@@ -77,11 +101,5 @@ pub const PRODUCER_BATCHES_REMEMBERED: usize = 5;
 pub const PRODUCERS_PER_LOG_MAX: usize = 20_000;
 /// A producer not seen for this long is forgotten (Kafka's `producer.id.expiration.ms`).
 pub const PRODUCER_ID_EXPIRATION_MS: i64 = 24 * 60 * 60 * 1000;
-/// How often the writer records the recovery point (the synced end) in the checkpoint file.
-/// Corruption below the recovery point takes the log offline instead of being truncated; data
-/// above it is the tail a crash may have torn.
-pub const RECOVERY_POINT_INTERVAL_MS_DEFAULT: u64 = 5_000;
-/// Appends rolled back (disk full) that waiters can still be told about.
-pub const ROLLBACKS_REMEMBERED: usize = 64;
 
 const _: () = assert!(PRODUCER_BATCHES_REMEMBERED <= u8::MAX as usize, "snapshots store the count in a byte");

@@ -1,9 +1,17 @@
-//! The per-partition log: segments, group-commit writer task, batch cache, reads, retention.
+//! The per-partition log: segments, journaled appends, a lazy segment flusher, batch cache,
+//! reads, retention.
+//!
+//! Appends go to the shard's journal (`journal.rs`), which makes them durable in shared,
+//! group-committed writes; acknowledgements and the high watermark follow the journal. The log
+//! keeps the batches in memory (`unflushed`, readable) and its flusher task writes them to the
+//! segment files in large writes when enough has gathered, when the journal needs its file
+//! back, after `LOG_FLUSH_DELAY_MS`, or on `flush`/`close`; then it syncs them and tells the
+//! journal. The segment files hold everything below `segment_synced` (the recovery point).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -18,6 +26,7 @@ use crate::config::{Durability, FlushPolicy, LogConfig};
 use crate::constants::*;
 use crate::error::{Error, Result};
 use crate::io::{IoBackend, IoFile};
+use crate::journal::{read_journal, Journal, JournalClient, JournalConfig, JournalKey};
 use crate::producer_snapshot;
 use crate::producer_state::{ProducerState, SeqVerdict};
 use crate::recovery::{create_segment, now_ms, persist_index, recover, remove_segment_files};
@@ -37,9 +46,6 @@ pub struct AppendInfo {
     /// Nothing was appended: these are the offsets of the original, which may still be on its
     /// way to disk; wait for it like for a new append (`Log::wait_appended`).
     pub duplicate: bool,
-    /// The log's rollback generation when this was appended: a rollback since then that cut
-    /// below `last_offset` means the data is gone (see `Log::wait_appended`).
-    pub generation: u64,
 }
 
 /// Batches returned by a read, plus the log bounds at the time of the read.
@@ -56,7 +62,8 @@ impl ReadResult {
     }
 }
 
-/// A batch waiting for the group-commit writer.
+/// A batch in the journal but not yet in the segment files.
+#[derive(Clone)]
 struct Queued {
     header: BatchHeader,
     data: Bytes,
@@ -68,36 +75,33 @@ struct LogState<F: IoFile> {
     log_start: i64,
     /// Next offset to assign.
     log_end: i64,
-    /// End of data written to the files.
+    /// End of data in the journal file, and synced there.
     written: i64,
-    /// End of data written and fdatasync'ed.
     synced: i64,
     hw: i64,
-    queue: Vec<Queued>,
-    queue_bytes: usize,
-    /// Largest end offset some `wait_durable(.., Synced)` caller asked for.
-    sync_requested: i64,
-    bytes_since_sync: u64,
-    last_sync: Instant,
+    /// Journaled batches not yet written to the segment files, oldest first (readable).
+    unflushed: VecDeque<Queued>,
+    unflushed_bytes: usize,
+    oldest_unflushed: Option<Instant>,
+    /// The journal (or `flush`) wants the segment files synced up to here.
+    flush_requested: i64,
+    /// End of data written to the segment files, and synced there (the recovery point).
+    segment_written: i64,
+    segment_synced: i64,
+    /// The last segment write failed for want of space: retried at this time.
+    disk_full_until: Option<Instant>,
+    /// Segment writes that failed for want of space so far.
+    disk_full_failures: u64,
     poisoned: Option<String>,
     closing: bool,
     writer_done: bool,
     /// Idempotent producers' windows; checked and updated in the same step as offsets.
     producers: ProducerState,
-    /// Bumped by every rollback of unwritten appends (disk full).
-    generation: u64,
-    /// (generation after the rollback, offset the log end went back to), newest last.
-    rollbacks: VecDeque<(u64, i64)>,
-    /// Rollbacks dropped from `rollbacks`: generations below this are judged conservatively.
-    rollbacks_forgotten: Option<(u64, i64)>,
     /// Synced data was found damaged by a read (file, position, reason): every read and write
     /// fails from then on, as if recovery had refused the log.
     corrupt: Option<(PathBuf, u64, String)>,
-    /// The last commit failed for want of space (cleared, with a log line, by the next success).
-    disk_full: bool,
-    /// Recovery point last written to the checkpoint file, and when.
+    /// Recovery point last written (durably) to the checkpoint file.
     checkpointed: i64,
-    last_checkpoint: Instant,
 }
 
 struct LogInner<B: IoBackend> {
@@ -105,36 +109,77 @@ struct LogInner<B: IoBackend> {
     dir: PathBuf,
     config: LogConfig,
     checkpoint: CheckpointFile<B::File>,
+    journal: Journal<B>,
+    key: JournalKey,
+    journal_id: Cell<u64>,
+    /// The log owns its journal (`Log::open`) rather than sharing its shard's.
+    private_journal: bool,
     state: RefCell<LogState<B::File>>,
     cache: RefCell<BatchCache>,
     /// Fires when written/synced/high watermark move, or the log is poisoned or closed.
     progress: Event,
-    /// Wakes the writer task: new batches, sync requests, close.
+    /// Wakes the flusher task: enough data, flush requests, close.
     writer_wake: Event,
-    /// Fires when the write queue drains (backpressure).
+    /// Fires when unflushed data drains (backpressure).
     queue_space: Event,
+    /// Fires when the segment files' synced end moves.
+    flushed: Event,
 }
 
 /// A per-partition append-only log.
 ///
-/// Append contract: `append` validates, assigns offsets and queues batches for a per-log writer
-/// task (spawned with `glommio::spawn_local`) which coalesces everything queued into one DMA
-/// write per round (group commit), so data is written even if nobody waits (acks=0).
-/// Flush contract: with `FlushPolicy::Always` every round ends with one fdatasync and the high
-/// watermark is the synced end; with `Interval` the high watermark is the written end and
-/// fdatasync runs every `ms`/`bytes` or when a `wait_durable(.., Synced)` caller asks.
-/// A failed write or fsync poisons the log: later appends and waits fail with `Error::Poisoned`.
+/// Append contract: `append` validates, checks producer sequences, assigns offsets, hands the
+/// batches to the journal and keeps them in memory; data is written even if nobody waits
+/// (acks=0). Durability: `Written` = in the journal file, `Synced` = and fdatasync'ed there;
+/// with `FlushPolicy::Always` the high watermark is the synced end, with `Interval` the written
+/// end. A failed journal write or sync, or a failed segment write (other than for want of
+/// space), poisons the log: later appends and waits fail with `Error::Poisoned`.
 pub struct Log<B: IoBackend> {
     inner: Rc<LogInner<B>>,
     writer: RefCell<Option<JoinHandle<()>>>,
 }
 
 impl<B: IoBackend> Log<B> {
-    /// Opens the log in `dir`, creating it or recovering it from disk.
+    /// Opens the log in `dir` with a journal of its own (`<dir>/journal`), creating it or
+    /// recovering it from disk: segment files first, then the journal's entries past them.
     pub async fn open(backend: B, dir: PathBuf, config: LogConfig) -> Result<Log<B>> {
+        let journal_dir = dir.join(PRIVATE_JOURNAL_DIR);
+        let contents = read_journal(&backend, &journal_dir).await?;
+        let journal = Journal::open(backend.clone(), journal_dir, JournalConfig::for_batches(PRIVATE_JOURNAL_BYTES, config.max_batch_bytes));
+        let key = JournalKey { topic_id: 0, partition: 0 };
+        let replay: Vec<Bytes> = contents.entries.into_iter().map(|e| e.batch).collect();
+        let log = Self::open_inner(backend, dir, config, journal.clone(), key, replay, true).await?;
+        journal.begin(contents.max_seq).await?;
+        Ok(log)
+    }
+
+    /// Opens the log in `dir`, writing through `journal` (the shard's) under `key`. `replay`
+    /// are this log's batches read from the journal before it restarted (`read_journal`), in
+    /// order: those past the segment files are appended and written to the segment files
+    /// before this returns, so the journal may start over once every log is open.
+    pub async fn open_with_journal(
+        backend: B,
+        dir: PathBuf,
+        config: LogConfig,
+        journal: Journal<B>,
+        key: JournalKey,
+        replay: Vec<Bytes>,
+    ) -> Result<Log<B>> {
+        Self::open_inner(backend, dir, config, journal, key, replay, false).await
+    }
+
+    async fn open_inner(
+        backend: B,
+        dir: PathBuf,
+        config: LogConfig,
+        journal: Journal<B>,
+        key: JournalKey,
+        replay: Vec<Bytes>,
+        private_journal: bool,
+    ) -> Result<Log<B>> {
         let recovered = recover(&backend, &dir, &config).await?;
         let log_end = recovered.log_end;
-        tracing::debug!(dir = %dir.display(), log_start = recovered.log_start, log_end, "log opened");
+        tracing::debug!(dir = %dir.display(), log_start = recovered.log_start, log_end, replay = replay.len(), "log opened");
         let state = LogState {
             segments: recovered.segments,
             log_start: recovered.log_start,
@@ -142,22 +187,20 @@ impl<B: IoBackend> Log<B> {
             written: log_end,
             synced: log_end,
             hw: log_end,
-            queue: Vec::new(),
-            queue_bytes: 0,
-            sync_requested: log_end,
-            bytes_since_sync: 0,
-            last_sync: Instant::now(),
+            unflushed: VecDeque::new(),
+            unflushed_bytes: 0,
+            oldest_unflushed: None,
+            flush_requested: log_end,
+            segment_written: log_end,
+            segment_synced: log_end,
+            disk_full_until: None,
+            disk_full_failures: 0,
             poisoned: None,
             closing: false,
             writer_done: false,
             producers: recovered.producers,
-            generation: 0,
-            rollbacks: VecDeque::new(),
-            rollbacks_forgotten: None,
-            disk_full: false,
             corrupt: None,
             checkpointed: recovered.checkpoint.get().recovery_point,
-            last_checkpoint: Instant::now(),
         };
         let inner = Rc::new(LogInner {
             backend,
@@ -165,20 +208,32 @@ impl<B: IoBackend> Log<B> {
             checkpoint: recovered.checkpoint,
             cache: RefCell::new(BatchCache::new(config.cache_bytes_max)),
             config,
+            journal,
+            key,
+            journal_id: Cell::new(0),
+            private_journal,
             state: RefCell::new(state),
             progress: Event::new(),
             writer_wake: Event::new(),
             queue_space: Event::new(),
+            flushed: Event::new(),
         });
+        let weak: Weak<LogInner<B>> = Rc::downgrade(&inner);
+        let client: Weak<dyn JournalClient> = weak;
+        inner.journal_id.set(inner.journal.register(client));
         let task = glommio::spawn_local(writer_loop(inner.clone(), recovered.appender)).detach();
-        Ok(Log { inner, writer: RefCell::new(Some(task)) })
+        let log = Log { inner, writer: RefCell::new(Some(task)) };
+        if !replay.is_empty() {
+            log.inner.replay(replay)?;
+            log.flush_segments().await?;
+        }
+        Ok(log)
     }
 
-    /// Validates, checks idempotent producers' sequences, assigns offsets (rewrites base offset,
-    /// first 8 bytes), queues for the group-commit writer, inserts into the batch cache. Returns
-    /// without waiting for disk (may wait for space in the bounded write queue = backpressure).
-    /// Data is written even if nobody awaits it (acks=0). A batch an idempotent producer already
-    /// appended is not appended again: the answer carries the original's offsets (`duplicate`).
+    /// Validates, then (after waiting for room: backpressure) in one synchronous step: checks
+    /// idempotent producers' sequences (a duplicate returns the original's offsets with
+    /// `duplicate`; gaps and old epochs are errors), assigns offsets (rewrites base offset, first
+    /// 8 bytes), hands the batches to the journal, inserts them into the batch cache.
     pub async fn append(&self, records: Bytes) -> Result<AppendInfo> {
         self.inner.check_writable()?;
         let headers = validate_batches(&records)?;
@@ -186,7 +241,7 @@ impl<B: IoBackend> Log<B> {
         if let Some(h) = headers.iter().find(|h| h.total_size() > max) {
             return Err(Error::BatchTooLarge { size: h.total_size(), max });
         }
-        self.inner.wait_queue_space(records.len()).await?;
+        self.inner.wait_space(records.len()).await?;
         // No await from here on: the sequence check and the offset assignment are one step, so
         // two copies of a batch (a retry on another connection) cannot both be appended.
         self.inner.check_writable()?;
@@ -194,18 +249,17 @@ impl<B: IoBackend> Log<B> {
     }
 
     /// Resolves once everything below `end_offset` has reached `level` (group commit: concurrent
-    /// waiters share one write + one fdatasync). Err(Poisoned) if the log was poisoned before
+    /// waiters share one journal write + sync). Err(Poisoned) if the log was poisoned before
     /// reaching it (data that reached `level` before the failure still resolves Ok);
     /// Err(OffsetOutOfRange) if `end_offset` > log end; Err(Closed) after close.
     pub async fn wait_durable(&self, end_offset: i64, level: Durability) -> Result<()> {
-        let generation = self.inner.state.borrow().generation;
-        self.inner.wait_durable(end_offset, generation, level).await
+        self.inner.wait_durable(end_offset, level).await
     }
 
     /// Resolves once the batches of `info` (an append's answer, or a duplicate's original) have
-    /// reached `level`. Err(DiskFull) if they were rolled back because the disk was full.
+    /// reached `level`.
     pub async fn wait_appended(&self, info: &AppendInfo, level: Durability) -> Result<()> {
-        self.inner.wait_durable(info.last_offset + 1, info.generation, level).await
+        self.inner.wait_durable(info.last_offset + 1, level).await
     }
 
     /// Whole batches starting at the one containing `offset`, only below the high watermark. The
@@ -226,10 +280,15 @@ impl<B: IoBackend> Log<B> {
         self.inner.state.borrow().log_end
     }
 
-    /// End of data that meets the log's flush policy (Always: fdatasync'ed; Interval: written).
-    /// Consumers never see data above it.
+    /// End of data that meets the log's flush policy (Always: synced in the journal; Interval:
+    /// written there). Consumers never see data above it.
     pub fn high_watermark(&self) -> i64 {
         self.inner.state.borrow().hw
+    }
+
+    /// End of what the segment files hold, synced (the recovery point).
+    pub fn segment_synced_offset(&self) -> i64 {
+        self.inner.state.borrow().segment_synced
     }
 
     /// Fires (at least) whenever the high watermark moves; for Fetch long polling.
@@ -256,13 +315,19 @@ impl<B: IoBackend> Log<B> {
         self.inner.apply_retention(now_ms).await
     }
 
-    /// Writes and fdatasyncs everything appended so far.
+    /// Makes everything appended so far durable in the journal and in the segment files.
     pub async fn flush(&self) -> Result<()> {
         let end = self.log_end_offset();
-        self.wait_durable(end, Durability::Synced).await
+        self.wait_durable(end, Durability::Synced).await?;
+        self.flush_segments().await
     }
 
-    /// Flushes, stops the writer task and closes the files.
+    /// Writes and syncs every unflushed batch to the segment files.
+    async fn flush_segments(&self) -> Result<()> {
+        self.inner.wait_segments(self.log_end_offset()).await
+    }
+
+    /// Flushes, stops the flusher and closes the files.
     pub async fn close(&self) -> Result<()> {
         let flushed = if self.inner.state.borrow().writer_done { Ok(()) } else { self.flush().await };
         self.inner.state.borrow_mut().closing = true;
@@ -270,6 +335,10 @@ impl<B: IoBackend> Log<B> {
         let task = self.writer.borrow_mut().take();
         if let Some(task) = task {
             task.await;
+        }
+        self.inner.journal.unregister(self.inner.journal_id.get());
+        if self.inner.private_journal {
+            self.inner.journal.close().await;
         }
         self.inner.progress.notify(usize::MAX);
         self.inner.queue_space.notify(usize::MAX);
@@ -291,6 +360,10 @@ impl<B: IoBackend> Log<B> {
         &self.inner.dir
     }
 
+    pub fn config(&self) -> &LogConfig {
+        &self.inner.config
+    }
+
     /// Number of segments (including the active one).
     pub fn segment_count(&self) -> usize {
         self.inner.state.borrow().segments.len()
@@ -301,9 +374,9 @@ impl<B: IoBackend> Log<B> {
         self.inner.state.borrow().segments.keys().copied().collect()
     }
 
-    /// Bytes queued for the writer task (bounded by `WRITE_QUEUE_BYTES_MAX` plus one append).
+    /// Bytes in memory not yet written to the segment files.
     pub fn write_queue_bytes(&self) -> usize {
-        self.inner.state.borrow().queue_bytes
+        self.inner.state.borrow().unflushed_bytes
     }
 
     /// Re-bounds the batch cache (the broker shares one budget among a shard's logs).
@@ -320,17 +393,65 @@ impl<B: IoBackend> Log<B> {
     pub fn poisoned(&self) -> Option<String> {
         self.inner.state.borrow().poisoned.clone()
     }
+
+    /// The journal this log writes through.
+    pub fn journal(&self) -> &Journal<B> {
+        &self.inner.journal
+    }
 }
 
 impl<B: IoBackend> Drop for Log<B> {
-    /// Dropping without `close` lets the writer finish queued writes (and their fsync) in the
-    /// background, then exit.
+    /// Dropping without `close` lets the flusher finish writing what it holds to the segment
+    /// files in the background, then exit.
     fn drop(&mut self) {
         if let Some(task) = self.writer.get_mut().take() {
             self.inner.state.borrow_mut().closing = true;
             self.inner.writer_wake.notify(usize::MAX);
             drop(task);
         }
+    }
+}
+
+impl<B: IoBackend> JournalClient for LogInner<B> {
+    fn journal_progress(&self, end_offset: i64, synced: bool) {
+        {
+            let mut st = self.state.borrow_mut();
+            st.written = st.written.max(end_offset);
+            if synced {
+                st.synced = st.synced.max(end_offset);
+            }
+            st.hw = match self.config.flush {
+                FlushPolicy::Always => st.synced,
+                FlushPolicy::Interval { .. } => st.written,
+            };
+        }
+        self.progress.notify(usize::MAX);
+    }
+
+    fn journal_failed(&self, reason: &str) {
+        self.poison(&Error::Poisoned(format!("journal: {reason}")));
+    }
+
+    fn request_flush(&self, end_offset: i64) {
+        let mut st = self.state.borrow_mut();
+        if end_offset > st.flush_requested {
+            st.flush_requested = end_offset;
+            drop(st);
+            self.writer_wake.notify(1);
+        }
+    }
+
+    fn segment_synced(&self) -> i64 {
+        let st = self.state.borrow();
+        // A poisoned or closed log will never flush: its entries must not hold files forever.
+        if st.poisoned.is_some() || st.writer_done {
+            return i64::MAX;
+        }
+        st.segment_synced
+    }
+
+    fn flush_blocked(&self) -> bool {
+        self.state.borrow().disk_full_until.is_some()
     }
 }
 
@@ -346,20 +467,23 @@ impl<B: IoBackend> LogInner<B> {
         Ok(())
     }
 
-    async fn wait_queue_space(&self, bytes: usize) -> Result<()> {
+    /// Backpressure: the log's unflushed bytes (memory) and the journal's space.
+    async fn wait_space(&self, bytes: usize) -> Result<()> {
         loop {
             let listener = self.queue_space.listen();
             self.check_writable()?;
-            let queued = self.state.borrow().queue_bytes;
-            if queued == 0 || queued + bytes <= WRITE_QUEUE_BYTES_MAX {
-                return Ok(());
+            let queued = self.state.borrow().unflushed_bytes;
+            if queued == 0 || queued + bytes <= LOG_UNFLUSHED_BYTES_MAX {
+                break;
             }
+            self.writer_wake.notify(1);
             listener.await;
         }
+        self.journal.wait_space(bytes).await
     }
 
-    /// Checks producer sequences, assigns offsets and queues the batches; synchronous, so
-    /// offset order = queue order and the check cannot race another append.
+    /// Checks producer sequences, assigns offsets, journals and keeps the batches; synchronous,
+    /// so offset order = journal order and the check cannot race another append.
     fn enqueue(&self, records: Bytes, mut headers: Vec<BatchHeader>) -> Result<AppendInfo> {
         let mut st = self.state.borrow_mut();
         match st.producers.check_all(&headers) {
@@ -372,7 +496,6 @@ impl<B: IoBackend> LogInner<B> {
                     max_timestamp: -1,
                     log_start_offset: st.log_start,
                     duplicate: true,
-                    generation: st.generation,
                 })
             }
             SeqVerdict::OutOfOrder { expected, got } => {
@@ -393,20 +516,9 @@ impl<B: IoBackend> LogInner<B> {
             pos += h.total_size();
         }
         debug_assert_eq!(pos, data.len());
-        let mut data = data.freeze();
-        let mut cache = self.cache.borrow_mut();
-        let mut max_timestamp = -1;
-        let now = now_ms();
-        for h in headers {
-            let batch = data.split_to(h.total_size());
-            cache.insert(h.base_offset, h.last_offset(), batch.clone());
-            max_timestamp = max_timestamp.max(h.max_timestamp);
-            st.producers.on_batch(&h, now);
-            st.queue_bytes += batch.len();
-            st.queue.push(Queued { header: h, data: batch });
-        }
-        st.log_end = next;
-        self.writer_wake.notify(1);
+        let data = data.freeze();
+        self.journal.submit(self.journal_id.get(), self.key, data.clone(), next)?;
+        let max_timestamp = self.keep(&mut st, data, headers, now_ms());
         Ok(AppendInfo {
             base_offset,
             last_offset: next - 1,
@@ -414,30 +526,73 @@ impl<B: IoBackend> LogInner<B> {
             max_timestamp,
             log_start_offset: st.log_start,
             duplicate: false,
-            generation: st.generation,
         })
     }
 
-    /// Whether data below `end_offset`, appended in `generation`, was rolled back since.
-    fn rolled_back(st: &LogState<B::File>, end_offset: i64, generation: u64) -> bool {
-        let cut = |(g, floor): &(u64, i64)| *g > generation && *floor < end_offset;
-        st.rollbacks.iter().any(cut) || st.rollbacks_forgotten.as_ref().is_some_and(cut)
+    /// Keeps appended batches (offsets assigned) in memory for the segment flusher and the
+    /// cache; returns their max timestamp.
+    fn keep(&self, st: &mut LogState<B::File>, mut data: Bytes, headers: Vec<BatchHeader>, now: i64) -> i64 {
+        let mut cache = self.cache.borrow_mut();
+        let mut max_timestamp = -1;
+        for h in headers {
+            let batch = data.split_to(h.total_size());
+            cache.insert(h.base_offset, h.last_offset(), batch.clone());
+            max_timestamp = max_timestamp.max(h.max_timestamp);
+            st.producers.on_batch(&h, now);
+            st.unflushed_bytes += batch.len();
+            st.unflushed.push_back(Queued { header: h, data: batch });
+            st.log_end = h.next_offset();
+        }
+        // Wake the flusher when its timer must start (the first unflushed batch) and when
+        // enough has gathered for a large write.
+        if st.oldest_unflushed.is_none() || st.unflushed_bytes >= LOG_FLUSH_BYTES {
+            self.writer_wake.notify(1);
+        }
+        if st.oldest_unflushed.is_none() {
+            st.oldest_unflushed = Some(Instant::now());
+        }
+        max_timestamp
     }
 
-    async fn wait_durable(&self, end_offset: i64, generation: u64, level: Durability) -> Result<()> {
+    /// Batches read back from the journal at start: those past the segment files are appended
+    /// at their own offsets (already durable: they count as synced); those below are skipped.
+    fn replay(&self, batches: Vec<Bytes>) -> Result<()> {
+        let mut st = self.state.borrow_mut();
+        let (mut appended, mut skipped) = (0usize, 0usize);
+        for records in batches {
+            let headers = validate_batches(&records)?;
+            let (first, last) = (headers[0], *headers.last().expect("validated: at least one batch"));
+            if last.next_offset() <= st.log_end {
+                skipped += 1;
+                continue;
+            }
+            if first.base_offset != st.log_end {
+                let path = self.dir.join(PRIVATE_JOURNAL_DIR);
+                return Err(Error::CorruptLog {
+                    path,
+                    position: 0,
+                    reason: format!("journal entry at offset {} does not follow the log end {}: acknowledged data is missing", first.base_offset, st.log_end),
+                });
+            }
+            self.keep(&mut st, records, headers, now_ms());
+            appended += 1;
+        }
+        st.written = st.log_end;
+        st.synced = st.log_end;
+        st.hw = st.log_end;
+        if appended > 0 {
+            tracing::info!(dir = %self.dir.display(), appended, skipped, log_end = st.log_end, "replayed journal entries");
+        }
+        Ok(())
+    }
+
+    async fn wait_durable(&self, end_offset: i64, level: Durability) -> Result<()> {
         loop {
             let listener = self.progress.listen();
             {
-                let mut st = self.state.borrow_mut();
-                if Self::rolled_back(&st, end_offset, generation) {
-                    return Err(Error::DiskFull);
-                }
+                let st = self.state.borrow();
                 if end_offset > st.log_end {
-                    return Err(Error::OffsetOutOfRange {
-                        requested: end_offset,
-                        log_start: st.log_start,
-                        high_watermark: st.hw,
-                    });
+                    return Err(Error::OffsetOutOfRange { requested: end_offset, log_start: st.log_start, high_watermark: st.hw });
                 }
                 let reached = match level {
                     Durability::Written => st.written,
@@ -452,13 +607,65 @@ impl<B: IoBackend> LogInner<B> {
                 if st.writer_done {
                     return Err(Error::Closed);
                 }
-                if level == Durability::Synced && st.sync_requested < end_offset {
-                    st.sync_requested = end_offset;
-                    self.writer_wake.notify(1);
-                }
             }
             listener.await;
         }
+    }
+
+    /// Waits until the segment files hold `end_offset` synced, asking the flusher for it. On a
+    /// full disk it asks for one retry at once and fails with `DiskFull` if that fails too.
+    async fn wait_segments(&self, end_offset: i64) -> Result<()> {
+        let mut retried_after: Option<u64> = None;
+        loop {
+            let listener = self.flushed.listen();
+            {
+                let mut st = self.state.borrow_mut();
+                if st.segment_synced >= end_offset {
+                    return Ok(());
+                }
+                if let Some(p) = &st.poisoned {
+                    return Err(Error::Poisoned(p.clone()));
+                }
+                if st.writer_done {
+                    return Err(Error::Closed);
+                }
+                if st.disk_full_until.is_some() {
+                    if retried_after.is_some_and(|n| st.disk_full_failures > n) {
+                        return Err(Error::DiskFull);
+                    }
+                    retried_after = Some(st.disk_full_failures);
+                    st.disk_full_until = Some(Instant::now()); // due now
+                }
+                st.flush_requested = st.flush_requested.max(end_offset);
+            }
+            self.writer_wake.notify(1);
+            listener.await;
+        }
+    }
+
+    /// Batches of `unflushed` from the one containing `offset`, below `hw`, within `max_bytes`
+    /// (the first whole); None if `offset` is not in memory.
+    fn read_unflushed(&self, offset: i64, hw: i64, max_bytes: usize) -> Option<Vec<Bytes>> {
+        let st = self.state.borrow();
+        let q = &st.unflushed;
+        let i = q.partition_point(|b| b.header.last_offset() < offset);
+        let first = q.get(i)?;
+        if first.header.base_offset > offset || first.header.base_offset >= hw {
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut total = 0usize;
+        for b in q.range(i..) {
+            if b.header.base_offset >= hw || (!out.is_empty() && total + b.data.len() > max_bytes) {
+                break;
+            }
+            total += b.data.len();
+            out.push(b.data.clone());
+            if total >= max_bytes {
+                break;
+            }
+        }
+        Some(out)
     }
 
     fn range_error(&self, offset: i64) -> Error {
@@ -492,6 +699,11 @@ impl<B: IoBackend> LogInner<B> {
             result.batches = batches;
             return Ok(result);
         }
+        // Not in the cache: still in memory if the segment files do not have it yet.
+        if let Some(batches) = self.read_unflushed(offset, hw, max_bytes) {
+            result.batches = batches;
+            return Ok(result);
+        }
         let Some(segment) = segment else { return Ok(result) };
         let (position, limit) = {
             let meta = segment.meta.borrow();
@@ -502,6 +714,23 @@ impl<B: IoBackend> LogInner<B> {
             .await
             .map_err(|e| self.on_corruption(e, segment.base_offset))?;
         debug_assert!(result.batches.iter().all(|b| b.len() >= BATCH_HEADER_BYTES));
+        // The segment file ended; what follows may still be in memory only: carry on there
+        // (up to max_bytes) rather than answer short.
+        let read = result.total_bytes();
+        if let Some(last) = result.batches.last().and_then(|b| BatchHeader::parse(b).ok()) {
+            if read < max_bytes && last.next_offset() < hw {
+                if let Some(more) = self.read_unflushed(last.next_offset(), hw, max_bytes - read) {
+                    let fits: Vec<Bytes> = more
+                        .into_iter()
+                        .scan(read, |total, b| {
+                            *total += b.len();
+                            (*total <= max_bytes).then_some(b)
+                        })
+                        .collect();
+                    result.batches.extend(fits);
+                }
+            }
+        }
         Ok(result)
     }
 
@@ -529,7 +758,10 @@ impl<B: IoBackend> LogInner<B> {
                 return Ok(Some((found.0.max(log_start), found.1)));
             }
         }
-        Ok(None)
+        // Batches not in the segment files yet.
+        let st = self.state.borrow();
+        let found = st.unflushed.iter().take_while(|b| b.header.base_offset < hw).find(|b| b.header.max_timestamp >= ts);
+        Ok(found.map(|b| (b.header.base_offset.max(log_start), b.header.max_timestamp)))
     }
 
     async fn find_timestamp_in(&self, segment: &Segment<B::File>, ts: i64, hw: i64) -> Result<Option<(i64, i64)>> {
@@ -652,41 +884,17 @@ impl<B: IoBackend> LogInner<B> {
 
     fn poison(&self, error: &Error) {
         let mut st = self.state.borrow_mut();
+        if st.poisoned.is_some() {
+            return;
+        }
         let reason = error.to_string();
         tracing::error!(dir = %self.dir.display(), error = %reason, "log write failed; log poisoned");
         st.poisoned = Some(reason);
-        st.queue.clear();
-        st.queue_bytes = 0;
         drop(st);
         self.progress.notify(usize::MAX);
         self.queue_space.notify(usize::MAX);
-    }
-
-    fn sync_due(&self) -> bool {
-        let st = self.state.borrow();
-        if st.written <= st.synced {
-            return false;
-        }
-        match self.config.flush {
-            FlushPolicy::Always => true,
-            FlushPolicy::Interval { ms, bytes } => {
-                st.sync_requested > st.synced
-                    || st.bytes_since_sync >= bytes
-                    || st.last_sync.elapsed() >= Duration::from_millis(ms)
-                    || st.closing
-            }
-        }
-    }
-
-    /// How long the idle writer may sleep before an interval fsync is due.
-    fn sync_deadline(&self) -> Option<Duration> {
-        let st = self.state.borrow();
-        match self.config.flush {
-            FlushPolicy::Interval { ms, .. } if st.written > st.synced => {
-                Some(Duration::from_millis(ms).saturating_sub(st.last_sync.elapsed()))
-            }
-            _ => None,
-        }
+        self.flushed.notify(usize::MAX);
+        self.writer_wake.notify(usize::MAX);
     }
 
     fn needs_roll(&self, appender: &SegmentAppender<B::File>, header: &BatchHeader) -> bool {
@@ -729,109 +937,89 @@ impl<B: IoBackend> LogInner<B> {
         if let Err(e) = producer_snapshot::write(&self.backend, &self.dir, &snapshot, base).await {
             tracing::warn!(dir = %self.dir.display(), base, "producer snapshot not written: {e}");
         }
-        self.record_recovery_point(base, false).await;
         tracing::debug!(dir = %self.dir.display(), base, "rolled segment");
         Ok(())
     }
 
-    /// One group commit: stage, roll as needed, write, fsync per policy, publish. A full disk
-    /// rolls back what could not be written (`roll_back`) instead of poisoning the log.
-    async fn commit(&self, appender: &mut SegmentAppender<B::File>, work: Vec<Queued>) -> Result<()> {
+    /// Writes `work` (the oldest unflushed batches) to the segment files and syncs them. A full
+    /// disk keeps them in memory and in the journal, retried after `LOG_DISK_FULL_RETRY_MS`:
+    /// nothing acknowledged is lost, and the journal refuses new appends once it needs this
+    /// log's space.
+    async fn flush(&self, appender: &mut SegmentAppender<B::File>, work: Vec<Queued>) -> Result<()> {
         let end = work.last().map(|q| q.header.next_offset()).expect("non-empty work");
-        let mut bytes = 0u64;
-        match self.stage_and_write(appender, work, &mut bytes).await {
+        match self.stage_and_write(appender, work).await {
             Ok(()) => {}
             Err(e) if e.is_disk_full() => {
-                self.roll_back(appender);
+                appender.discard_staged();
+                self.written_to_segments(appender.file_next_offset());
+                self.on_disk_full();
                 return Ok(());
             }
             Err(e) => return Err(e),
         }
-        {
-            let mut st = self.state.borrow_mut();
-            st.written = end;
-            st.bytes_since_sync += bytes;
-            if self.config.flush != FlushPolicy::Always {
-                st.hw = end;
-            }
-            if std::mem::take(&mut st.disk_full) {
-                tracing::info!(dir = %self.dir.display(), "appends are written again after the disk was full");
-            }
-        }
-        self.progress.notify(usize::MAX);
-        if self.sync_due() {
-            self.sync(appender).await?;
-        }
-        Ok(())
+        debug_assert_eq!(appender.file_next_offset(), end);
+        self.written_to_segments(end);
+        self.sync(appender).await
     }
 
-    async fn stage_and_write(&self, appender: &mut SegmentAppender<B::File>, work: Vec<Queued>, bytes: &mut u64) -> Result<()> {
+    async fn stage_and_write(&self, appender: &mut SegmentAppender<B::File>, work: Vec<Queued>) -> Result<()> {
         for q in work {
             if self.needs_roll(appender, &q.header) {
-                *bytes += appender.staged_len();
                 self.roll(appender, q.header.base_offset).await?;
             }
             appender.stage(&q.header, q.data);
         }
-        *bytes += appender.write_staged().await?;
+        appender.write_staged().await?;
         Ok(())
     }
 
-    /// The disk is full: forget every append the files do not hold (the staged batches and the
-    /// whole queue), move the log end back to the end of the file, and fail their waiters with
-    /// `DiskFull`. Nothing reached disk or was acknowledged, so clients may retry; producer
-    /// windows forget them too, so an idempotent retry is appended, not taken for a duplicate.
-    fn roll_back(&self, appender: &mut SegmentAppender<B::File>) {
-        appender.discard_staged();
-        let floor = appender.file_next_offset();
+    /// The segment files hold everything below `end`: drop those batches from memory.
+    fn written_to_segments(&self, end: i64) {
         let mut st = self.state.borrow_mut();
-        let discarded = st.log_end - floor;
-        debug_assert!(floor >= st.written && floor <= st.log_end);
-        st.log_end = floor;
-        st.written = floor;
-        if self.config.flush != FlushPolicy::Always {
-            st.hw = floor;
+        if end <= st.segment_written {
+            return;
         }
-        st.queue.clear();
-        st.queue_bytes = 0;
-        st.producers.truncate_to(floor);
-        st.generation += 1;
-        let generation = st.generation;
-        st.disk_full = true;
-        st.rollbacks.push_back((generation, floor));
-        if st.rollbacks.len() > ROLLBACKS_REMEMBERED {
-            let (g, f) = st.rollbacks.pop_front().expect("non-empty");
-            let (_, min_floor) = st.rollbacks_forgotten.unwrap_or((g, f));
-            st.rollbacks_forgotten = Some((g, f.min(min_floor)));
+        while st.unflushed.front().is_some_and(|b| b.header.next_offset() <= end) {
+            let b = st.unflushed.pop_front().expect("non-empty");
+            st.unflushed_bytes -= b.data.len();
+        }
+        st.oldest_unflushed = if st.unflushed.is_empty() { None } else { Some(Instant::now()) };
+        st.segment_written = end;
+        if st.disk_full_until.take().is_some() {
+            tracing::info!(dir = %self.dir.display(), "segment files are written again after the disk was full");
         }
         drop(st);
-        self.cache.borrow_mut().evict_from(floor);
-        tracing::warn!(dir = %self.dir.display(), log_end = floor, discarded, "disk full: appends not written were rolled back and failed");
-        self.progress.notify(usize::MAX);
         self.queue_space.notify(usize::MAX);
     }
 
-    async fn sync(&self, appender: &SegmentAppender<B::File>) -> Result<()> {
-        let written = self.state.borrow().written;
-        appender.sync().await?;
-        let checkpoint_due = {
-            let mut st = self.state.borrow_mut();
-            debug_assert!(written >= st.synced);
-            st.synced = written;
-            st.bytes_since_sync = 0;
-            st.last_sync = Instant::now();
-            if self.config.flush == FlushPolicy::Always {
-                st.hw = written;
-            }
-            st.synced > st.checkpointed
-                && st.last_checkpoint.elapsed() >= Duration::from_millis(self.config.recovery_point_interval_ms)
-        };
-        self.progress.notify(usize::MAX);
-        if checkpoint_due {
-            // Not synced here: the next sync round carries it, and until then the older
-            // recovery point (also true) stands.
-            self.record_recovery_point(written, false).await;
+    fn on_disk_full(&self) {
+        let mut st = self.state.borrow_mut();
+        if st.disk_full_until.is_none() {
+            tracing::warn!(dir = %self.dir.display(), unflushed = st.unflushed_bytes, "disk full: segment files cannot be written; data stays in memory and the journal, new appends are refused once the journal is full");
         }
+        st.disk_full_until = Some(Instant::now() + Duration::from_millis(LOG_DISK_FULL_RETRY_MS));
+        st.disk_full_failures += 1;
+        drop(st);
+        self.flushed.notify(usize::MAX);
+    }
+
+    /// Syncs the segment files, then records their end as the recovery point (durably), and
+    /// only then lets the journal reuse the space of those entries. So below the recovery
+    /// point the segment files are synced (damage there is corruption), and above it the
+    /// journal still holds every acknowledged batch (a torn segment tail is refilled from it).
+    async fn sync(&self, appender: &SegmentAppender<B::File>) -> Result<()> {
+        let written = self.state.borrow().segment_written;
+        appender.sync().await?;
+        if written > self.state.borrow().checkpointed {
+            self.checkpoint.set_recovery_point(written, true).await?;
+        }
+        {
+            let mut st = self.state.borrow_mut();
+            st.checkpointed = st.checkpointed.max(written);
+            st.segment_synced = st.segment_synced.max(written);
+        }
+        self.flushed.notify(usize::MAX);
+        self.journal.on_flushed();
         Ok(())
     }
 
@@ -841,24 +1029,23 @@ impl<B: IoBackend> LogInner<B> {
         {
             let mut st = self.state.borrow_mut();
             st.checkpointed = st.checkpointed.max(offset);
-            st.last_checkpoint = Instant::now();
         }
         if let Err(e) = self.checkpoint.set_recovery_point(offset, sync).await {
             tracing::warn!(dir = %self.dir.display(), offset, "recovery point not recorded: {e}");
         }
     }
 
-    /// Clean shutdown of the writer: truncate the active segment's zero padding; if everything
-    /// was synced, record it (recovery point = log end) with a producer snapshot, so the next
-    /// start replays nothing and treats any damage as corruption, not as a torn tail.
+    /// Clean shutdown of the flusher: truncate the active segment's zero padding; if everything
+    /// is in the segment files, record it (recovery point = log end) with a producer snapshot,
+    /// so the next start replays nothing and treats any damage as corruption, not a torn tail.
     async fn finish(&self, appender: &SegmentAppender<B::File>) -> Result<()> {
         let file = &appender.segment().file;
         file.truncate(appender.file_end()).await?;
         file.sync().await?;
         let (clean, synced, snapshot) = {
             let st = self.state.borrow();
-            let clean = st.poisoned.is_none() && st.synced == st.log_end && st.queue.is_empty();
-            (clean, st.synced, st.producers.clone())
+            let clean = st.poisoned.is_none() && st.segment_synced == st.log_end && st.unflushed.is_empty();
+            (clean, st.segment_synced, st.producers.clone())
         };
         if clean {
             producer_snapshot::write(&self.backend, &self.dir, &snapshot, synced).await?;
@@ -868,32 +1055,31 @@ impl<B: IoBackend> LogInner<B> {
     }
 }
 
-enum WriterStep {
-    Commit(Vec<Queued>),
+enum FlushStep {
+    Flush(Vec<Queued>),
     Sync,
     Finish,
     Wait(Option<Duration>),
 }
 
-/// The per-log group-commit writer task.
+/// The per-log segment flusher task.
 async fn writer_loop<B: IoBackend>(inner: Rc<LogInner<B>>, mut appender: SegmentAppender<B::File>) {
     loop {
         let listener = inner.writer_wake.listen();
-        let step = next_step(&inner);
-        let outcome = match step {
-            WriterStep::Commit(work) => inner.commit(&mut appender, work).await,
-            WriterStep::Sync => inner.sync(&appender).await,
-            WriterStep::Finish => {
+        let outcome = match next_step(&inner) {
+            FlushStep::Flush(work) => inner.flush(&mut appender, work).await,
+            FlushStep::Sync => inner.sync(&appender).await,
+            FlushStep::Finish => {
                 if let Err(e) = inner.finish(&appender).await {
                     tracing::warn!(dir = %inner.dir.display(), error = %e, "closing active segment");
                 }
                 break;
             }
-            WriterStep::Wait(None) => {
+            FlushStep::Wait(None) => {
                 listener.await;
                 Ok(())
             }
-            WriterStep::Wait(Some(timeout)) => {
+            FlushStep::Wait(Some(timeout)) => {
                 let sleep = std::pin::pin!(glommio::timer::sleep(timeout));
                 let _ = select(listener, sleep).await;
                 Ok(())
@@ -901,33 +1087,42 @@ async fn writer_loop<B: IoBackend>(inner: Rc<LogInner<B>>, mut appender: Segment
         };
         if let Err(e) = outcome {
             inner.poison(&e);
-            break;
         }
     }
     inner.state.borrow_mut().writer_done = true;
     inner.progress.notify(usize::MAX);
     inner.queue_space.notify(usize::MAX);
+    inner.flushed.notify(usize::MAX);
+    inner.journal.on_flushed();
 }
 
-fn next_step<B: IoBackend>(inner: &LogInner<B>) -> WriterStep {
-    let mut st = inner.state.borrow_mut();
+fn next_step<B: IoBackend>(inner: &LogInner<B>) -> FlushStep {
+    let st = inner.state.borrow();
     if st.poisoned.is_some() {
-        return WriterStep::Finish;
+        return FlushStep::Finish;
     }
-    if !st.queue.is_empty() {
-        let work = std::mem::take(&mut st.queue);
-        st.queue_bytes = 0;
-        drop(st);
-        inner.queue_space.notify(usize::MAX);
-        return WriterStep::Commit(work);
+    let now = Instant::now();
+    let backoff = st.disk_full_until.filter(|t| *t > now).map(|t| t - now);
+    let age_left = st.oldest_unflushed.map(|t| Duration::from_millis(LOG_FLUSH_DELAY_MS).saturating_sub(t.elapsed()));
+    let due = !st.unflushed.is_empty()
+        && (st.unflushed_bytes >= LOG_FLUSH_BYTES
+            || st.flush_requested > st.segment_written
+            || st.closing
+            || age_left.is_some_and(|d| d.is_zero()));
+    if due && backoff.is_none() {
+        return FlushStep::Flush(st.unflushed.iter().cloned().collect());
     }
-    let closing = st.closing;
-    drop(st);
-    if inner.sync_due() {
-        return WriterStep::Sync;
+    if st.segment_written > st.segment_synced && (st.flush_requested > st.segment_synced || st.closing) {
+        return FlushStep::Sync;
     }
-    if closing {
-        return WriterStep::Finish;
+    if st.closing && (st.unflushed.is_empty() || backoff.is_some()) {
+        // On a full disk what is left stays in the journal and is replayed at the next start.
+        return FlushStep::Finish;
     }
-    WriterStep::Wait(inner.sync_deadline())
+    let wait = match (backoff, age_left) {
+        (Some(b), _) => Some(b),
+        (None, Some(a)) if !st.unflushed.is_empty() => Some(a),
+        _ => None,
+    };
+    FlushStep::Wait(wait)
 }

@@ -233,3 +233,21 @@ fn append_read_between_high_watermark_and_log_end_is_empty() {
         assert_eq!(log.read(b.base_offset, 1 << 20).await.unwrap().batches.len(), 1);
     });
 }
+
+/// A read that reaches the end of what the segment files hold goes on with the batches still
+/// in memory (journaled, not yet flushed) in the same answer.
+#[test]
+fn append_read_spans_segment_files_and_unflushed_batches() {
+    run(|| async {
+        let log = Log::open(FaultyBackend::new(), "/data/t-0".into(), uncached(config())).await.unwrap();
+        let a = batch(2, 1, 100);
+        append_flushed(&log, a.clone()).await;
+        let b = batch(3, 2, 100);
+        append_synced(&log, b.clone()).await;
+        assert_eq!(log.segment_synced_offset(), 2, "the second batch is in memory only");
+        let r = log.read(0, 1 << 20).await.unwrap();
+        assert_eq!(r.batches, vec![with_base(&a, 0), with_base(&b, 2)]);
+        let r = log.read(0, a.len() + 10).await.unwrap();
+        assert_eq!(r.batches.len(), 1, "max_bytes still bounds the answer");
+    });
+}

@@ -1,5 +1,6 @@
-//! A full disk fails the appends that could not be written, and only those: nothing
-//! acknowledged is lost, reads go on, and appends succeed again once space is back, without
+//! A full disk: acknowledged data stays safe (in the journal and in memory) while the segment
+//! files cannot be written; new appends are refused with `DiskFull` once the journal needs the
+//! space those logs hold; reads go on; and appends are taken again once space is back, without
 //! reopening the log.
 extern crate riptide_storage as storage;
 mod common;
@@ -7,38 +8,58 @@ mod common;
 use common::*;
 use riptide_testkit::idempotent_batch;
 use storage::io::Faults;
-use storage::{Durability, Error, FaultyBackend, Log};
+use storage::{Durability, Error, FaultyBackend, Log, LogConfig};
 
 fn full() -> Faults {
     Faults { disk_full: true, ..Faults::default() }
 }
 
+/// Appends 50 KiB batches until one is refused; returns the acknowledged ones (as stored).
+async fn append_until_refused(log: &Log<FaultyBackend>, tag: i64) -> (Vec<bytes::Bytes>, Error) {
+    let mut acked = Vec::new();
+    for i in 0..10_000 {
+        let b = batch(1, tag + i, 50 << 10);
+        match log.append(b.clone()).await {
+            Ok(info) => {
+                log.wait_appended(&info, Durability::Synced).await.expect("journaled appends are acknowledged");
+                acked.push(with_base(&b, info.base_offset));
+            }
+            Err(e) => return (acked, e),
+        }
+    }
+    panic!("a full disk never refused an append");
+}
+
 #[test]
-fn disk_full_fails_unwritten_appends_and_recovers_without_reopen() {
+fn disk_full_refuses_appends_keeps_acknowledged_data_and_recovers_without_reopen() {
     run(|| async {
         let backend = FaultyBackend::new();
         let log = Log::open(backend.clone(), "/d/t-0".into(), config()).await.unwrap();
-        let a = batch(2, 1, 100);
-        assert_eq!(append_synced(&log, a.clone()).await, 0);
+        let first = batch(2, 1, 100);
+        let mut want = vec![with_base(&first, append_flushed(&log, first.clone()).await)];
         backend.set_faults(full());
-        let b = log.append(batch(3, 2, 100)).await.unwrap();
-        let c = log.append(batch(1, 3, 100)).await.unwrap();
-        assert_eq!((b.base_offset, c.base_offset), (2, 5));
-        for info in [b, c] {
-            assert!(matches!(log.wait_appended(&info, Durability::Synced).await, Err(Error::DiskFull)));
-        }
+        let (acked, refusal) = append_until_refused(&log, 10).await;
+        assert!(matches!(refusal, Error::DiskFull), "{refusal}");
+        assert!(!acked.is_empty(), "the journal takes appends until it needs the space");
         assert!(log.poisoned().is_none(), "a full disk does not poison the log");
-        assert_eq!((log.log_end_offset(), log.high_watermark()), (2, 2), "log end back to what is on disk");
-        assert_eq!(read_all(&log, 0).await, vec![with_base(&a, 0)], "acknowledged data still readable");
-        // Still full: the next append fails too, without a hang.
-        let d = log.append(batch(1, 4, 100)).await.unwrap();
-        assert!(matches!(log.wait_appended(&d, Durability::Written).await, Err(Error::DiskFull)));
-        // Space is back: appends go on at the end of what is on disk.
+        want.extend(acked);
+        assert_eq!(read_all(&log, 0).await, want, "acknowledged data still readable");
+        assert!(matches!(log.append(batch(1, 0, 50 << 10)).await, Err(Error::DiskFull)), "still full: refused at once");
+        // Space is back: the flusher's retry writes the segment files and appends go on.
         backend.set_faults(Faults::default());
-        let e = batch(2, 5, 100);
-        assert_eq!(append_synced(&log, e.clone()).await, 2);
-        let want = vec![with_base(&a, 0), with_base(&e, 2)];
+        let mut resumed = None;
+        for _ in 0..100 {
+            glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
+            let b = batch(1, 5, 100);
+            if let Ok(info) = log.append(b.clone()).await {
+                log.wait_appended(&info, Durability::Synced).await.unwrap();
+                resumed = Some(with_base(&b, info.base_offset));
+                break;
+            }
+        }
+        want.push(resumed.expect("appends are taken again once space is back"));
         assert_eq!(read_all(&log, 0).await, want);
+        log.flush().await.unwrap();
         drop(log);
         backend.crash();
         let log = Log::open(backend.clone(), "/d/t-0".into(), config()).await.unwrap();
@@ -46,44 +67,29 @@ fn disk_full_fails_unwritten_appends_and_recovers_without_reopen() {
     });
 }
 
-/// The disk fills up exactly when a segment must roll: the new segment cannot be created, the
-/// old one stays active, and rolling works once space is back.
+/// The disk fills up when a segment must roll: the next segment cannot be created, nothing
+/// acknowledged is lost, and rolling works once space is back.
 #[test]
-fn disk_full_during_roll_keeps_the_active_segment() {
+fn disk_full_during_roll_loses_nothing_and_rolls_later() {
     run(|| async {
         let backend = FaultyBackend::new();
-        let mut cfg = config();
-        cfg.segment_bytes = 8 << 10;
+        let cfg = LogConfig { segment_bytes: 64 << 10, ..config() };
         let log = Log::open(backend.clone(), "/d/t-0".into(), cfg.clone()).await.unwrap();
         let mut want = Vec::new();
-        // Batches of one size: the first segment holds `per_segment` of them; the batch after
-        // that opened the second segment.
-        let mut per_segment = 0;
-        while log.segment_count() < 2 {
-            let b = batch(1, 1, 1000);
-            want.push(with_base(&b, append_synced(&log, b.clone()).await));
-            per_segment += 1;
+        for i in 0..3 {
+            let b = batch(1, i, 30 << 10);
+            want.push(with_base(&b, append_flushed(&log, b.clone()).await));
         }
-        per_segment -= 1;
-        for _ in 1..per_segment {
-            let b = batch(1, 2, 1000);
-            want.push(with_base(&b, append_synced(&log, b.clone()).await));
-        }
-        let before = log.segment_count();
-        assert_eq!(before, 2, "the second segment is full; the next batch rolls");
+        let segments = log.segment_count();
         backend.set_faults(full());
-        for _ in 0..3 {
-            let info = log.append(batch(1, 3, 1000)).await.unwrap();
-            assert!(matches!(log.wait_appended(&info, Durability::Synced).await, Err(Error::DiskFull)));
-        }
+        let (acked, refusal) = append_until_refused(&log, 100).await;
+        assert!(matches!(refusal, Error::DiskFull), "{refusal}");
+        want.extend(acked);
+        assert_eq!(log.segment_count(), segments, "no segment could be created");
         assert_eq!(read_all(&log, 0).await, want);
-        assert_eq!(log.segment_count(), before, "the roll failed: still two segments");
         backend.set_faults(Faults::default());
-        for _ in 0..6 {
-            let b = batch(1, 4, 1000);
-            want.push(with_base(&b, append_synced(&log, b.clone()).await));
-        }
-        assert!(log.segment_count() > before, "rolled once space was back");
+        log.flush().await.unwrap();
+        assert!(log.segment_count() > segments, "rolled once space was back");
         assert_eq!(read_all(&log, 0).await, want);
         log.close().await.unwrap();
         let log = Log::open(backend.clone(), "/d/t-0".into(), cfg).await.unwrap();
@@ -91,24 +97,26 @@ fn disk_full_during_roll_keeps_the_active_segment() {
     });
 }
 
-/// An idempotent batch rolled back for want of space is new data when retried: its producer
-/// window forgets it, so the retry is appended instead of answered as a duplicate of nothing.
+/// A refused idempotent batch was never appended: its retry, once space is back, is appended
+/// (not answered as a duplicate of nothing).
 #[test]
-fn disk_full_rolled_back_idempotent_batch_is_appended_on_retry() {
+fn disk_full_refused_idempotent_batch_is_appended_on_retry() {
     run(|| async {
         let backend = FaultyBackend::new();
         let log = Log::open(backend.clone(), "/d/t-0".into(), config()).await.unwrap();
-        let first = idempotent_batch(42, 0, 0, 2);
-        append_synced(&log, first).await;
+        append_flushed(&log, idempotent_batch(42, 0, 0, 2)).await;
         backend.set_faults(full());
-        let retry = idempotent_batch(42, 0, 2, 2);
-        let info = log.append(retry.clone()).await.unwrap();
-        assert!(!info.duplicate);
-        assert!(log.wait_appended(&info, Durability::Synced).await.is_err());
+        let (acked, _) = append_until_refused(&log, 1).await;
+        let end = log.log_end_offset();
+        let retry = idempotent_batch(42, 0, 2, 4000); // larger than the refused batch
+        assert!(matches!(log.append(retry.clone()).await, Err(Error::DiskFull)));
         backend.set_faults(Faults::default());
+        log.flush().await.unwrap();
         let again = log.append(retry).await.unwrap();
-        assert!(!again.duplicate, "the rolled-back batch is not in the log: append it");
+        assert!(!again.duplicate, "the refused batch is not in the log: append it");
         log.wait_appended(&again, Durability::Synced).await.unwrap();
-        assert_eq!((again.base_offset, log.high_watermark()), (2, 4));
+        assert_eq!(again.base_offset, end);
+        assert_eq!(end, 2 + acked.len() as i64);
+        assert_eq!(log.log_end_offset(), end + 4000);
     });
 }

@@ -9,7 +9,7 @@ use storage::{Durability, Error, FaultyBackend, Log};
 async fn poisoned_after(faults: impl FnOnce(u64, u64) -> Faults) {
     let backend = FaultyBackend::new();
     let log = Log::open(backend.clone(), "/d/t-0".into(), config()).await.unwrap();
-    let base = append_synced(&log, batch(2, 1, 100)).await;
+    let base = append_flushed(&log, batch(2, 1, 100)).await;
     assert_eq!(base, 0);
     backend.set_faults(faults(backend.write_count(), backend.sync_count()));
     let info = log.append(batch(2, 2, 100)).await.unwrap();
@@ -29,7 +29,7 @@ async fn poisoned_after(faults: impl FnOnce(u64, u64) -> Faults) {
     let log = Log::open(backend.clone(), "/d/t-0".into(), config()).await.unwrap();
     assert!(log.log_end_offset() >= 2);
     assert_eq!(read_all(&log, 0).await.len() as i64, log.log_end_offset() / 2);
-    append_synced(&log, batch(1, 4, 1)).await;
+    append_flushed(&log, batch(1, 4, 1)).await;
 }
 
 #[test]
@@ -58,7 +58,7 @@ fn fault_injection_corrupt_sealed_segment_found_on_read_takes_log_offline() {
         cfg.segment_bytes = 16 << 10;
         let log = Log::open(backend.clone(), "/d/t-0".into(), cfg.clone()).await.unwrap();
         for i in 0..60 {
-            append_synced(&log, batch(2, i, 300)).await;
+            append_flushed(&log, batch(2, i, 300)).await;
         }
         assert!(log.segment_count() >= 3);
         log.close().await.unwrap();

@@ -71,6 +71,7 @@ fn idempotence_windows_survive_rolls_and_a_clean_restart() {
             append_ok(&log, idempotent_batch(100 + i % 3, 0, (i / 3) as i32 * 3, 3)).await;
         }
         let bases = produce_eight(&log).await;
+        log.flush().await.unwrap();
         assert!(log.segment_count() > 3);
         log.close().await.unwrap();
         let snapshots = backend.files().into_iter().filter(|p| p.extension().is_some_and(|e| e == "snapshot")).count();

@@ -30,7 +30,7 @@ fn index_lookup_every_offset_faulty() {
         let mut expected = Vec::new();
         for i in 0..120 {
             let b = batch(1 + i % 4, i as i64, 10 + (i * 37) % 400);
-            let base = append_synced(&log, b.clone()).await;
+            let base = append_flushed(&log, b.clone()).await;
             expected.push(with_base(&b, base));
         }
         assert!(log.segment_count() > 2, "expected several segments");

@@ -17,7 +17,7 @@ fn offset_for_timestamp_matches_linear_scan() {
         for i in 0..100i64 {
             let ts = (i * 7919) % 1000 * 10;
             let b = batch(3, ts, 50);
-            let base = append_synced(&log, b).await;
+            let base = append_flushed(&log, b).await;
             model.push((base, ts + 2));
         }
         assert!(log.segment_count() > 3);
@@ -35,8 +35,8 @@ fn offset_for_timestamp_matches_linear_scan() {
 fn offset_for_timestamp_respects_log_start_and_hw() {
     run(|| async {
         let log = Log::open(FaultyBackend::new(), "/d/t-0".into(), config()).await.unwrap();
-        append_synced(&log, batch(5, 100, 10)).await;
-        append_synced(&log, batch(5, 200, 10)).await;
+        append_flushed(&log, batch(5, 100, 10)).await;
+        append_flushed(&log, batch(5, 200, 10)).await;
         log.delete_records(2).await.unwrap();
         assert_eq!(log.offset_for_timestamp(0).await.unwrap(), Some((2, 104)));
         assert_eq!(log.offset_for_timestamp(150).await.unwrap(), Some((5, 204)));

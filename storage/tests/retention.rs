@@ -19,7 +19,7 @@ fn retention_by_time_deletes_old_segments_never_active() {
         let log = Log::open(FaultyBackend::new(), "/d/t-0".into(), cfg).await.unwrap();
         // 10 segments of 2 batches each (1 offset per batch) with timestamps 0..20 s.
         for i in 0..20 {
-            append_synced(&log, batch(1, i * 1000, 1200)).await;
+            append_flushed(&log, batch(1, i * 1000, 1200)).await;
         }
         let before = log.segment_base_offsets();
         assert_eq!(before.len(), 10);
@@ -43,7 +43,7 @@ fn retention_by_bytes() {
         cfg.retention_bytes = Some(6000);
         let log = Log::open(FaultyBackend::new(), "/d/t-0".into(), cfg).await.unwrap();
         for i in 0..20 {
-            append_synced(&log, batch(1, i, 1200)).await;
+            append_flushed(&log, batch(1, i, 1200)).await;
         }
         let deleted = log.apply_retention(0).await.unwrap();
         assert!(deleted > 0);
@@ -60,7 +60,7 @@ fn retention_none_keeps_everything() {
     run(|| async {
         let log = Log::open(FaultyBackend::new(), "/d/t-0".into(), rolling(3000)).await.unwrap();
         for i in 0..10 {
-            append_synced(&log, batch(1, i, 1200)).await;
+            append_flushed(&log, batch(1, i, 1200)).await;
         }
         assert_eq!(log.apply_retention(i64::MAX / 2).await.unwrap(), 0);
     });
@@ -74,7 +74,7 @@ fn retention_delete_records_persists_log_start() {
         {
             let log = Log::open(DmaBackend::new(), dir.clone(), rolling(3000)).await.unwrap();
             for i in 0..10 {
-                append_synced(&log, batch(2, i, 1200)).await;
+                append_flushed(&log, batch(2, i, 1200)).await;
             }
             assert!(matches!(log.delete_records(21).await, Err(Error::OffsetOutOfRange { .. })));
             assert_eq!(log.delete_records(7).await.unwrap(), 7);
@@ -98,6 +98,6 @@ fn retention_delete_records_persists_log_start() {
         log.close().await.unwrap();
         let log = Log::open(DmaBackend::new(), dir, rolling(3000)).await.unwrap();
         assert_eq!(log.log_start_offset(), 20);
-        assert_eq!(append_synced(&log, batch(1, 1, 1)).await, 20);
+        assert_eq!(append_flushed(&log, batch(1, 1, 1)).await, 20);
     });
 }

@@ -16,7 +16,7 @@ fn segment_roll_by_size_names_files_by_base_offset() {
         let mut expected = Vec::new();
         for i in 0..40 {
             let b = batch(2, i, 1000);
-            let base = append_synced(&log, b.clone()).await;
+            let base = append_flushed(&log, b.clone()).await;
             expected.push(with_base(&b, base));
         }
         let bases = log.segment_base_offsets();
@@ -44,7 +44,7 @@ fn segment_roll_oversized_batch_gets_own_segment() {
         cfg.segment_bytes = 500;
         let log = Log::open(FaultyBackend::new(), "/d/t-0".into(), cfg).await.unwrap();
         for i in 0..3 {
-            append_synced(&log, batch(1, i, 2000)).await;
+            append_flushed(&log, batch(1, i, 2000)).await;
         }
         assert_eq!(log.segment_base_offsets(), vec![0, 1, 2]);
         assert_eq!(read_all(&log, 0).await.len(), 3);
@@ -55,13 +55,27 @@ fn segment_roll_oversized_batch_gets_own_segment() {
 fn segment_roll_by_age() {
     run(|| async {
         let mut cfg = config();
-        cfg.segment_ms = 20;
+        cfg.segment_ms = 300;
         let log = Log::open(FaultyBackend::new(), "/d/t-0".into(), cfg).await.unwrap();
-        append_synced(&log, batch(1, 1, 10)).await;
-        append_synced(&log, batch(1, 2, 10)).await;
+        append_flushed(&log, batch(1, 1, 10)).await;
+        append_flushed(&log, batch(1, 2, 10)).await;
         assert_eq!(log.segment_count(), 1);
-        glommio::timer::sleep(std::time::Duration::from_millis(30)).await;
-        append_synced(&log, batch(1, 3, 10)).await;
+        glommio::timer::sleep(std::time::Duration::from_millis(350)).await;
+        append_flushed(&log, batch(1, 3, 10)).await;
         assert_eq!(log.segment_base_offsets(), vec![0, 2]);
+    });
+}
+
+/// A little data, then nothing: the segment files still get it after the flush delay (memory
+/// and journal replay stay bounded in time, not only in bytes).
+#[test]
+fn segment_roll_small_appends_reach_the_segment_files_after_the_flush_delay() {
+    run(|| async {
+        let log = Log::open(FaultyBackend::new(), "/d/t-0".into(), config()).await.unwrap();
+        append_synced(&log, batch(1, 1, 10)).await;
+        assert_eq!(log.segment_synced_offset(), 0);
+        let delay = std::time::Duration::from_millis(storage::constants::LOG_FLUSH_DELAY_MS + 300);
+        glommio::timer::sleep(delay).await;
+        assert_eq!(log.segment_synced_offset(), 1, "flushed by the delay");
     });
 }

@@ -23,6 +23,7 @@ from __future__ import annotations
 import ctypes
 import os
 import re
+import shutil
 import signal
 import socket
 import struct
@@ -202,6 +203,14 @@ class Broker:
         pytest.fail(f"broker did not answer ApiVersions on {self.bootstrap} within"
                     f" {START_TIMEOUT_S}s; log:\n{self.log_tail()}")
 
+    def drop_journal(self) -> None:
+        """Removes the stopped broker's journal files (tens of MiB, preallocated): pytest
+        keeps every test's directories, and a suite of brokers would fill a small disk. The
+        segment files and logs stay for post-mortems."""
+        if self.alive():
+            return
+        shutil.rmtree(self.data_dir / "__riptide_journal", ignore_errors=True)
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
@@ -312,6 +321,7 @@ class BrokerFactory:
                     b.stop(signal.SIGTERM)
                 except AssertionError as e:
                     errors.append(str(e))
+            b.drop_journal()
         return errors
 
     def on_data_dir(self, data_dir: Path, **kw) -> Broker:

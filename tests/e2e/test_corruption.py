@@ -23,6 +23,7 @@ VALUE_BYTES = 1000
 BATCHES_P0 = 29  # ~8.2 KiB each: 7-8 per 64 KiB segment -> 4 segments, the last with >= 3
 BATCHES_P1 = 6
 KAFKA_STORAGE_ERROR = 56
+SEGMENT_FLUSH_DELAY_S = 3.0  # storage's LOG_FLUSH_DELAY_MS (2 s) + margin
 
 
 def _values(tag, k):
@@ -189,8 +190,11 @@ def test_corruption_active_segment_after_clean_stop_takes_partition_offline(corr
 def test_corruption_torn_tail_after_kill9_is_trimmed(corrupt_setup, tail):
     """Passes on the old code (a regression guard): after kill -9 the end of the last
     segment holds a torn write; the broker trims it and serves everything acknowledged,
-    and appends continue right after it."""
+    and appends continue right after it. The broker writes segment files lazily (the journal
+    makes acknowledged data durable first): wait for its flush delay so the segment file
+    holds the data before the crash."""
     b, t, other, data = corrupt_setup
+    time.sleep(SEGMENT_FLUSH_DELAY_S)
     b.kill()
     pdir = b.data_dir / f"{t}-0"
     seg = segment_logs(pdir)[-1]

@@ -181,7 +181,7 @@ def _assert_gone_after_restart(b, t, keep, keep_data):
     assert not _leftovers(b.data_dir, t), f"{_leftovers(b.data_dir, t)} came back"
     assert t not in _topics(b)
     dirs = sorted(e.name for e in os.scandir(b.data_dir)
-                  if e.is_dir() and not e.name.startswith(".") and e.name != "__riptide_meta")
+                  if e.is_dir() and not e.name.startswith(".") and e.name not in ("__riptide_meta", "__riptide_journal"))
     assert dirs == [f"{keep}-0", f"{keep}-1"], f"data dir holds {dirs}"
 
 

@@ -10,6 +10,7 @@
 //! reply types) carried by the router.
 
 pub mod controller;
+pub mod journal;
 pub mod partitions;
 pub mod retention;
 
@@ -53,13 +54,17 @@ pub struct Shard {
 }
 
 impl Shard {
+    /// Opens the shard: its journal (not started), the previous run's journal entries of the
+    /// partitions it owns, every log it owns (replaying those entries into them), then — once
+    /// every shard has done so (`startup`) — starts its journal anew.
     pub async fn open(
         config: BrokerConfig,
         cluster_id: String,
         table: TopicTable,
         router: Router,
         producer_ids: crate::producer_ids::ProducerIdRange,
-    ) -> Rc<Shard> {
+        startup: &journal::StartupBarrier,
+    ) -> anyhow::Result<Rc<Shard>> {
         // Producer ids: this run's range (reserved durably at start, so never reused after a
         // restart, whatever the clock does), interleaved across shards.
         let first_pid = producer_ids.first + router.me as i64;
@@ -67,10 +72,12 @@ impl Shard {
             Some(syncer) => DmaBackend::with_syncer(syncer.clone()),
             None => DmaBackend::new(),
         };
+        let shard_journal = journal::open_journal(&backend, &config, router.me, router.nr_shards)?;
+        let recovered = journal::read_previous(&backend, &config.data_dir, router.me, router.nr_shards, &table).await?;
         let shard = Rc::new(Shard {
             id: router.me,
             nr_shards: router.nr_shards,
-            partitions: PartitionService::new(router.me, router.nr_shards, &config.data_dir, backend),
+            partitions: PartitionService::new(router.me, router.nr_shards, &config.data_dir, backend, shard_journal.clone()),
             config,
             cluster_id,
             router,
@@ -81,10 +88,18 @@ impl Shard {
             connections: Cell::new(0),
             request_budget: Rc::new(glommio::sync::Semaphore::new(crate::constants::SHARD_REQUEST_BYTES_IN_FLIGHT_MAX)),
         });
+        shard.partitions.set_replay(recovered.replay);
         for meta in table.topics.into_values() {
             shard.apply(TopicChange::Upsert(meta)).await;
         }
-        shard
+        // Every shard reads every journal directory (partitions may have moved between shards
+        // since the last run): none may start over before all have replayed what they own.
+        startup.wait(shard.id)?;
+        shard_journal.begin(recovered.own_max_seq).await?;
+        if shard.id == CONTROLLER_SHARD {
+            journal::remove_unused(&shard.config.data_dir, shard.nr_shards);
+        }
+        Ok(shard)
     }
 
     pub fn owns(&self, topic: &str, partition: i32) -> bool {

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 use storage::io::blocking;
-use storage::{AppendInfo, BatchHeader, DmaBackend, Durability, FlushPolicy, Log};
+use storage::{AppendInfo, BatchHeader, DmaBackend, Durability, FlushPolicy, Journal, JournalKey, Log};
 
 pub type PartitionLog = Log<DmaBackend>;
 
@@ -169,6 +169,10 @@ pub struct PartitionService {
     nr_shards: usize,
     data_dir: PathBuf,
     backend: DmaBackend,
+    /// The shard's journal, which every log of the shard writes through.
+    journal: Journal<DmaBackend>,
+    /// At start: each log's entries read back from the journals, replayed when it opens.
+    replay: RefCell<HashMap<JournalKey, Vec<Bytes>>>,
     partitions: RefCell<HashMap<String, HashMap<i32, Rc<Partition>>>>,
     /// Owned partitions whose log failed to open: answered with KAFKA_STORAGE_ERROR.
     offline: RefCell<HashSet<(String, i32)>>,
@@ -180,15 +184,27 @@ enum Appended {
 }
 
 impl PartitionService {
-    pub fn new(shard_id: usize, nr_shards: usize, data_dir: &Path, backend: DmaBackend) -> PartitionService {
+    pub fn new(shard_id: usize, nr_shards: usize, data_dir: &Path, backend: DmaBackend, journal: Journal<DmaBackend>) -> PartitionService {
         PartitionService {
             shard_id,
             nr_shards,
             data_dir: data_dir.to_path_buf(),
             backend,
+            journal,
+            replay: RefCell::new(HashMap::new()),
             partitions: RefCell::new(HashMap::new()),
             offline: RefCell::new(HashSet::new()),
         }
+    }
+
+    /// The shard's journal.
+    pub fn journal(&self) -> &Journal<DmaBackend> {
+        &self.journal
+    }
+
+    /// Entries read back from the journals at start, by log, replayed as the logs open.
+    pub fn set_replay(&self, replay: HashMap<JournalKey, Vec<Bytes>>) {
+        *self.replay.borrow_mut() = replay;
     }
 
     /// Every request but Produce (whose append must run in arrival order before its wait).
@@ -372,7 +388,9 @@ impl PartitionService {
                 if let Some(aside) = retired {
                     glommio::spawn_local(remove_dir_off_reactor(aside)).detach();
                 }
-                Log::open(self.backend.clone(), dir.clone(), config.clone()).await
+                let key = JournalKey { topic_id, partition: p };
+                let replay = self.replay.borrow_mut().remove(&key).unwrap_or_default();
+                Log::open_with_journal(self.backend.clone(), dir.clone(), config.clone(), self.journal.clone(), key, replay).await
             }
             Err(e) => Err(storage::Error::Io(e)),
         };

@@ -47,6 +47,7 @@ impl TestBroker {
             default_partitions: 4,
             socket_request_max_bytes: 1 << 20,
             log: default_log_config(),
+            journal_bytes: 16 << 20,
             sync_override,
             net: Default::default(),
         };

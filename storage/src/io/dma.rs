@@ -209,6 +209,14 @@ impl IoFile for DmaIoFile {
         }
     }
 
+    /// fdatasync of this file alone; a test's injected group stands in for it too.
+    async fn sync_data(&self) -> io::Result<()> {
+        match &self.sync {
+            FileSync::Group(g) if g.is_injected() => self.sync().await,
+            _ => Ok(self.file.fdatasync().await?),
+        }
+    }
+
     async fn size(&self) -> io::Result<u64> {
         Ok(self.file.file_size().await?)
     }

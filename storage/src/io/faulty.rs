@@ -27,7 +27,9 @@ pub struct Faults {
     /// The Nth `write_at` persists only the given number of bytes, even into the durable image
     /// (power loss mid-write), then fails with EIO.
     pub torn_write_at: Option<(u64, usize)>,
-    /// Every write, allocation and file creation fails with ENOSPC (until the faults change).
+    /// The disk is full (until the faults change): file creation, allocation and writes that
+    /// would grow a file fail with ENOSPC; writes into space a file already has succeed, as on
+    /// ext4 (the journal's ring files are written in place).
     pub disk_full: bool,
 }
 
@@ -130,6 +132,17 @@ impl FaultyBackend {
         }
     }
 
+    /// Replaces a file's contents in both images (test damage).
+    pub fn write_file(&self, path: &Path, data: &[u8]) {
+        if let Some(f) = self.fs.borrow().files.get(path) {
+            let mut f = f.borrow_mut();
+            f.data = data.to_vec();
+            f.synced = data.to_vec();
+            f.reserved = f.reserved.min(data.len() as u64);
+            f.reserved_synced = f.reserved_synced.min(data.len() as u64);
+        }
+    }
+
     /// XORs a byte of a file in both images (test damage).
     pub fn corrupt_byte(&self, path: &Path, pos: u64) {
         if let Some(f) = self.fs.borrow().files.get(path) {
@@ -220,7 +233,11 @@ impl IoFile for FaultyFile {
     async fn write_at(&self, buf: VecBuf, pos: u64) -> io::Result<usize> {
         assert_eq!(pos % FAULTY_ALIGNMENT_BYTES, 0, "unaligned write position");
         assert_eq!(buf.0.len() as u64 % FAULTY_ALIGNMENT_BYTES, 0, "unaligned write length");
-        let fault = self.next_write_fault();
+        let grows = pos + buf.0.len() as u64 > self.file.borrow().size();
+        let fault = match self.next_write_fault() {
+            WriteFault::Full if !grows => WriteFault::None,
+            other => other,
+        };
         let mut f = self.file.borrow_mut();
         let pos = pos as usize;
         match fault {
@@ -270,6 +287,10 @@ impl IoFile for FaultyFile {
         Ok(())
     }
 
+    async fn sync_data(&self) -> io::Result<()> {
+        self.sync().await
+    }
+
     async fn size(&self) -> io::Result<u64> {
         Ok(self.file.borrow().size())
     }
@@ -282,7 +303,7 @@ impl IoFile for FaultyFile {
     }
 
     async fn allocate(&self, len: u64) -> io::Result<()> {
-        if self.fs.borrow().faults.disk_full {
+        if self.fs.borrow().faults.disk_full && len > self.file.borrow().size() {
             return Err(io::Error::from_raw_os_error(libc::ENOSPC));
         }
         let mut f = self.file.borrow_mut();

@@ -36,8 +36,10 @@ pub trait IoFile: 'static {
     async fn write_at(&self, buf: Self::Buf, pos: u64) -> io::Result<usize>;
     /// Reads up to `len` bytes at `pos` (fewer at end of file).
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes>;
-    /// fdatasync.
+    /// Makes the file's writes durable (on the DMA backend: the shard-wide sync round).
     async fn sync(&self) -> io::Result<()>;
+    /// fdatasync of this file alone (the journal: one file, synced every round).
+    async fn sync_data(&self) -> io::Result<()>;
     /// Current file size in bytes.
     async fn size(&self) -> io::Result<u64>;
     /// Sets the file size.

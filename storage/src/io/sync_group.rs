@@ -158,6 +158,11 @@ impl SyncGroup {
         SyncGroup { syncer, state: RefCell::default(), done: Event::new(), rounds: Cell::new(0) }
     }
 
+    /// Whether rounds run a test's stand-in instead of syncfs.
+    pub fn is_injected(&self) -> bool {
+        matches!(self.syncer, Syncer::Injected(_))
+    }
+
     /// syncfs rounds run so far (observability and tests).
     pub fn rounds(&self) -> u64 {
         self.rounds.get()

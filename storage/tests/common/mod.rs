@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::{Bytes, BytesMut};
 use riptide_testkit::{record_batch, Compression};
-use storage::{FlushPolicy, Log, LogConfig, ReadResult};
+use storage::{FlushPolicy, Journal, JournalConfig, JournalKey, Log, LogConfig, ReadResult};
 
 /// Runs `f` on a fresh glommio executor thread.
 pub fn run<G, F>(f: G)
@@ -66,11 +66,19 @@ pub fn partition_dir(tmp: &Path) -> PathBuf {
     tmp.join("topic-0")
 }
 
-/// Appends and waits until synced; returns the base offset.
+/// Appends and waits until synced in the journal; returns the base offset.
 pub async fn append_synced<B: storage::IoBackend>(log: &Log<B>, data: Bytes) -> i64 {
     let info = log.append(data).await.expect("append");
     log.wait_durable(info.log_end_offset, storage::Durability::Synced).await.expect("durable");
     info.base_offset
+}
+
+/// Appends, then writes everything to the segment files (`flush`); returns the base offset.
+/// For tests about segments, indexes and retention, which look at the files.
+pub async fn append_flushed<B: storage::IoBackend>(log: &Log<B>, data: Bytes) -> i64 {
+    let base = append_synced(log, data).await;
+    log.flush().await.expect("flush");
+    base
 }
 
 /// Reads everything from `from` to the high watermark, batch by batch.
@@ -87,4 +95,17 @@ pub async fn read_all<B: storage::IoBackend>(log: &Log<B>, from: i64) -> Vec<Byt
         }
     }
     out
+}
+
+/// A started journal in `<dir>/journal`, as a broker shard has one, of `bytes`.
+pub async fn shared_journal<B: storage::IoBackend>(backend: &B, dir: &Path, bytes: u64) -> Journal<B> {
+    let journal = Journal::open(backend.clone(), dir.join("journal"), JournalConfig::with_capacity(bytes));
+    journal.begin(0).await.expect("journal starts");
+    journal
+}
+
+/// A log writing through `journal` under partition number `p`.
+pub async fn open_shared<B: storage::IoBackend>(backend: &B, dir: PathBuf, journal: &Journal<B>, p: i32, config: LogConfig) -> Log<B> {
+    let key = JournalKey { topic_id: 1, partition: p };
+    Log::open_with_journal(backend.clone(), dir, config, journal.clone(), key, Vec::new()).await.expect("open")
 }

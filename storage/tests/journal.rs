@@ -1,0 +1,109 @@
+//! The shard journal: many logs, one sequential write per round; a ring of files reused once
+//! the logs' segment files hold their entries; recovery reads back exactly the current run.
+extern crate riptide_storage as storage;
+mod common;
+
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use common::*;
+use storage::{read_journal, Durability, FaultyBackend, JournalKey, Log};
+
+/// Ten times the journal's size through a two-file ring: appends wait for the files to be
+/// reused (the log is asked to flush) and all complete; the data reads back whole.
+#[test]
+fn journal_ring_wraps_once_logs_flush() {
+    run(|| async {
+        let backend = FaultyBackend::new();
+        let root = PathBuf::from("/data");
+        let journal = shared_journal(&backend, &root, 2 << 20).await;
+        assert_eq!(journal.config().files, 2);
+        let log = Rc::new(open_shared(&backend, root.join("t-0"), &journal, 0, uncached(config())).await);
+        let mut want = Vec::new();
+        let total = 10 * journal.config().files as u64 * journal.config().file_bytes;
+        let mut sent = 0u64;
+        let mut i = 0;
+        while sent < total {
+            let b = batch(8, i, 8 << 10);
+            sent += b.len() as u64;
+            want.push(with_base(&b, append_synced(&log, b.clone()).await));
+            i += 1;
+        }
+        assert_eq!(read_all(&log, 0).await, want);
+        assert!(log.segment_synced_offset() > 0, "the ring could only wrap because the log flushed");
+        let files = backend.files().into_iter().filter(|p| p.extension().is_some_and(|e| e == "jnl")).count();
+        assert_eq!(files, 2, "the ring is reused, not grown");
+    });
+}
+
+/// 200 partitions appending small batches at once: the journal writes them in a handful of
+/// rounds, not one device write per partition.
+#[test]
+fn journal_rounds_do_not_grow_with_partitions() {
+    run(|| async {
+        let backend = FaultyBackend::new();
+        let root = PathBuf::from("/data");
+        let journal = shared_journal(&backend, &root, 16 << 20).await;
+        const LOGS: i32 = 200;
+        let mut logs = Vec::new();
+        for p in 0..LOGS {
+            logs.push(Rc::new(open_shared(&backend, root.join(format!("t-{p}")), &journal, p, config()).await));
+        }
+        let writes_before = backend.write_count();
+        let rounds_before = journal.rounds();
+        for step in 0..5 {
+            let tasks: Vec<_> = logs
+                .iter()
+                .map(|log| {
+                    let log = log.clone();
+                    glommio::spawn_local(async move {
+                        let info = log.append(batch(1, step, 1000)).await.unwrap();
+                        log.wait_appended(&info, Durability::Synced).await.unwrap();
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await;
+            }
+        }
+        let appends = 5 * LOGS as u64;
+        let rounds = journal.rounds() - rounds_before;
+        let writes = backend.write_count() - writes_before;
+        assert!(rounds <= 5 * 3, "{appends} appends took {rounds} journal rounds");
+        assert!(writes < appends / 20, "{appends} appends took {writes} device writes");
+    });
+}
+
+/// What `read_journal` returns: the entries of the current run in order, keyed by log; after a
+/// new run begins, none of the old ones.
+#[test]
+fn journal_read_back_is_the_current_run_only() {
+    run(|| async {
+        let backend = FaultyBackend::new();
+        let root = PathBuf::from("/data");
+        let journal = shared_journal(&backend, &root, 4 << 20).await;
+        let a = open_shared(&backend, root.join("a-0"), &journal, 0, config()).await;
+        let b = open_shared(&backend, root.join("b-1"), &journal, 1, config()).await;
+        for i in 0..3 {
+            append_synced(&a, batch(1, i, 10)).await;
+            append_synced(&b, batch(2, i, 10)).await;
+        }
+        let contents = read_journal(&backend, &root.join("journal")).await.unwrap();
+        let keys: Vec<JournalKey> = contents.entries.iter().map(|e| e.key).collect();
+        assert_eq!(keys.len(), 6);
+        assert_eq!(keys.iter().filter(|k| k.partition == 1).count(), 3);
+        let offsets: Vec<i64> = contents.entries.iter().filter(|e| e.key.partition == 1)
+            .map(|e| storage::BatchHeader::parse(&e.batch).unwrap().base_offset).collect();
+        assert_eq!(offsets, vec![0, 2, 4], "in order, offsets assigned");
+        // A restart: the logs flush, a new run begins above what was read.
+        a.close().await.unwrap();
+        b.close().await.unwrap();
+        journal.close().await;
+        let next = storage::Journal::open(backend.clone(), root.join("journal"), journal.config().clone());
+        next.begin(contents.max_seq).await.unwrap();
+        let after = read_journal(&backend, &root.join("journal")).await.unwrap();
+        assert!(after.entries.is_empty(), "{} stale entries read back", after.entries.len());
+        let reopened = Log::open_with_journal(backend.clone(), root.join("a-0"), config(), next, JournalKey { topic_id: 1, partition: 0 }, Vec::new()).await.unwrap();
+        assert_eq!(reopened.log_end_offset(), 3);
+    });
+}
