@@ -37,6 +37,12 @@ pub struct SystemResult {
     pub produce_p99_ms: f64,
     pub e2e_p99_ms: f64,
     pub mb_per_s_per_busy_core: f64,
+    /// Writes completed per second on the data dir's device during the measured window(s).
+    #[serde(default)]
+    pub device_writes_per_s: f64,
+    /// Bytes written to that device / payload bytes produced (write amplification).
+    #[serde(default)]
+    pub device_bytes_per_payload_byte: f64,
     pub run: Option<Report>,
 }
 
@@ -53,8 +59,23 @@ impl SystemResult {
             produce_p99_ms: 0.0,
             e2e_p99_ms: 0.0,
             mb_per_s_per_busy_core: 0.0,
+            device_writes_per_s: 0.0,
+            device_bytes_per_payload_byte: 0.0,
             run: None,
         }
+    }
+
+    /// Adds the device counters of the measured window(s): `writes` and `bytes` written over
+    /// `wall_s` seconds, for the payload bytes the run produced.
+    pub fn with_device(mut self, writes: u64, bytes: u64, wall_s: f64) -> Self {
+        let produced: u64 = self.run.as_ref().map_or(0, |r| r.steps.iter().map(|s| s.produce.bytes).sum());
+        if wall_s > 0.0 {
+            self.device_writes_per_s = writes as f64 / wall_s;
+        }
+        if produced > 0 {
+            self.device_bytes_per_payload_byte = bytes as f64 / produced as f64;
+        }
+        self
     }
 
     /// Fills the summary fields from the run and the CPU used over `wall_s`.
@@ -73,6 +94,8 @@ impl SystemResult {
             produce_p99_ms: best.as_ref().map_or(0.0, |s| s.produce_latency.p99_ms),
             e2e_p99_ms: best.as_ref().map_or(0.0, |s| s.e2e_latency.p99_ms),
             mb_per_s_per_busy_core: if busy > 0.0 { mb / busy } else { 0.0 },
+            device_writes_per_s: 0.0,
+            device_bytes_per_payload_byte: 0.0,
             run: Some(run),
         }
     }
@@ -157,8 +180,8 @@ pub fn summary_table(r: &E2eReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<18} {:>10} {:>9} {:>9} {:>10} {:>12}  note",
-        "system", "prod MB/s", "p99 ms", "e2e p99", "busy cores", "MB/s/core"
+        "{:<22} {:>10} {:>9} {:>9} {:>10} {:>12} {:>10} {:>9}  note",
+        "system", "prod MB/s", "p99 ms", "e2e p99", "busy cores", "MB/s/core", "dev wr/s", "dev B/B"
     );
     for s in &r.systems {
         let note = s
@@ -169,8 +192,15 @@ pub fn summary_table(r: &E2eReport) -> String {
             .unwrap_or_default();
         let _ = writeln!(
             out,
-            "{:<18} {:>10.1} {:>9.2} {:>9.2} {:>10.2} {:>12.1}  {note}",
-            s.name, s.produce_mb_per_s, s.produce_p99_ms, s.e2e_p99_ms, s.broker_busy_cores, s.mb_per_s_per_busy_core
+            "{:<22} {:>10.1} {:>9.2} {:>9.2} {:>10.2} {:>12.1} {:>10.0} {:>9.2}  {note}",
+            s.name,
+            s.produce_mb_per_s,
+            s.produce_p99_ms,
+            s.e2e_p99_ms,
+            s.broker_busy_cores,
+            s.mb_per_s_per_busy_core,
+            s.device_writes_per_s,
+            s.device_bytes_per_payload_byte
         );
     }
     if let Some(d) = &r.raw_disk {

@@ -2,6 +2,7 @@
 //! the combined report with its ratios) and the deterministic scenarios measured under callgrind.
 
 pub mod disk;
+pub mod diskstats;
 pub mod e2e_report;
 pub mod error;
 pub mod loopback;

@@ -31,6 +31,11 @@ pub const LOG_UNFLUSHED_BYTES_MAX: usize = 16 << 20;
 pub const LOG_FLUSH_BYTES: usize = 1 << 20;
 /// ...or once its oldest unflushed batch is this old (bounds memory and journal replay).
 pub const LOG_FLUSH_DELAY_MS: u64 = 2_000;
+/// Segment files written but not synced are synced at most this long after the write (unless
+/// the journal wants the space sooner, or on flush/close): several writes share one sync.
+pub const LOG_SYNC_INTERVAL_MS: u64 = 2_000;
+/// Segment writes in progress at once per shard (the others wait their turn).
+pub const SEGMENT_WRITES_CONCURRENT: u64 = 2;
 /// After a segment write failed for want of space, the next try comes this much later.
 pub const LOG_DISK_FULL_RETRY_MS: u64 = 500;
 

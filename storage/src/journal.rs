@@ -174,6 +174,8 @@ struct JState<F> {
 
 struct JournalInner<B: IoBackend> {
     backend: B,
+    /// Segment writes of this shard's logs in progress at once (`segment_write_permit`).
+    segment_writes: glommio::sync::Semaphore,
     dir: PathBuf,
     config: JournalConfig,
     st: RefCell<JState<B::File>>,
@@ -393,6 +395,7 @@ impl<B: IoBackend> Journal<B> {
         };
         let inner = Rc::new(JournalInner {
             backend,
+            segment_writes: glommio::sync::Semaphore::new(SEGMENT_WRITES_CONCURRENT),
             dir,
             config,
             st: RefCell::new(st),
@@ -495,6 +498,7 @@ impl<B: IoBackend> Journal<B> {
             return Err(Error::Poisoned(reason.clone()));
         }
         assert!(st.started, "submit after wait_space, which waits for begin");
+        let was_idle = st.queue.is_empty();
         let size = entry_bytes(data.len());
         if st.res_pos + size + entry_bytes(0) > inner.config.file_bytes {
             let next = (st.res_slot + 1) % st.slots.len();
@@ -516,10 +520,21 @@ impl<B: IoBackend> Journal<B> {
         st.slots[slot].refs.insert(log, end_offset);
         st.queue_bytes += size as usize;
         st.queue.push(Pending::Batch { log, key, data, end_offset, slot, pos });
+        let wake = was_idle || (st.queue_bytes >= inner.config.round_bytes && st.queue_bytes - (size as usize) < inner.config.round_bytes);
         drop(st);
-        // No call into any log from here: the caller holds its log's state.
-        inner.wake.notify(1);
+        // No call into any log from here: the caller holds its log's state. The writer is only
+        // woken when it is idle or a round's worth is waiting: during its pacing sleep every
+        // wake-up would re-arm a timer (an io_uring timeout and its cancel).
+        if wake {
+            inner.wake.notify(1);
+        }
         Ok(())
+    }
+
+    /// Held by a log while it writes its segment files: at most `SEGMENT_WRITES_CONCURRENT`
+    /// per shard, so the device never has much more queued than the journal's next write.
+    pub(crate) async fn segment_write_permit(&self) -> Option<glommio::sync::Permit<'_>> {
+        self.inner.segment_writes.acquire_permit(1).await.ok()
     }
 
     /// A log's segment files now hold (synced) everything below its `segment_synced()`.
@@ -764,6 +779,8 @@ async fn round<B: IoBackend>(inner: &Rc<JournalInner<B>>, work: Vec<Pending>) ->
     inner.rounds.set(inner.rounds.get() + 1);
     inner.bytes_written.set(inner.bytes_written.get() + total);
     notify(inner, &progress, false);
+    // fdatasync of each file written. (O_DSYNC writes were measured instead: on this virtio
+    // disk a 16 KiB O_DSYNC write takes ~3 ms p50 against ~25 us write + ~30 us fdatasync.)
     let mut synced: Vec<*const B::File> = Vec::new();
     for file in &files {
         if !synced.contains(&Rc::as_ptr(file)) {

@@ -88,6 +88,8 @@ struct LogState<F: IoFile> {
     /// End of data written to the segment files, and synced there (the recovery point).
     segment_written: i64,
     segment_synced: i64,
+    /// When data was first written to the segment files since their last sync.
+    unsynced_since: Option<Instant>,
     /// The last segment write failed for want of space: retried at this time.
     disk_full_until: Option<Instant>,
     /// Segment writes that failed for want of space so far.
@@ -193,6 +195,7 @@ impl<B: IoBackend> Log<B> {
             flush_requested: log_end,
             segment_written: log_end,
             segment_synced: log_end,
+            unsynced_since: None,
             disk_full_until: None,
             disk_full_failures: 0,
             poisoned: None,
@@ -947,6 +950,9 @@ impl<B: IoBackend> LogInner<B> {
     /// log's space.
     async fn flush(&self, appender: &mut SegmentAppender<B::File>, work: Vec<Queued>) -> Result<()> {
         let end = work.last().map(|q| q.header.next_offset()).expect("non-empty work");
+        // A few segment writes at a time per shard: a burst of every log writing at once would
+        // queue far more on the device than the journal's next write, and acks wait for that.
+        let _permit = self.journal.segment_write_permit().await;
         match self.stage_and_write(appender, work).await {
             Ok(()) => {}
             Err(e) if e.is_disk_full() => {
@@ -959,7 +965,9 @@ impl<B: IoBackend> LogInner<B> {
         }
         debug_assert_eq!(appender.file_next_offset(), end);
         self.written_to_segments(end);
-        self.sync(appender).await
+        // The sync comes later (`next_step`): when the journal wants the space, on flush or
+        // close, or `LOG_SYNC_INTERVAL_MS` after the write; several writes share it.
+        Ok(())
     }
 
     async fn stage_and_write(&self, appender: &mut SegmentAppender<B::File>, work: Vec<Queued>) -> Result<()> {
@@ -985,6 +993,7 @@ impl<B: IoBackend> LogInner<B> {
         }
         st.oldest_unflushed = if st.unflushed.is_empty() { None } else { Some(Instant::now()) };
         st.segment_written = end;
+        st.unsynced_since.get_or_insert_with(Instant::now);
         if st.disk_full_until.take().is_some() {
             tracing::info!(dir = %self.dir.display(), "segment files are written again after the disk was full");
         }
@@ -1017,6 +1026,9 @@ impl<B: IoBackend> LogInner<B> {
             let mut st = self.state.borrow_mut();
             st.checkpointed = st.checkpointed.max(written);
             st.segment_synced = st.segment_synced.max(written);
+            if st.segment_synced >= st.segment_written {
+                st.unsynced_since = None;
+            }
         }
         self.flushed.notify(usize::MAX);
         self.journal.on_flushed();
@@ -1112,17 +1124,20 @@ fn next_step<B: IoBackend>(inner: &LogInner<B>) -> FlushStep {
     if due && backoff.is_none() {
         return FlushStep::Flush(st.unflushed.iter().cloned().collect());
     }
-    if st.segment_written > st.segment_synced && (st.flush_requested > st.segment_synced || st.closing) {
+    let sync_left = st.unsynced_since.map(|t| Duration::from_millis(LOG_SYNC_INTERVAL_MS).saturating_sub(t.elapsed()));
+    if st.segment_written > st.segment_synced
+        && (st.flush_requested > st.segment_synced || st.closing || sync_left.is_some_and(|d| d.is_zero()))
+    {
         return FlushStep::Sync;
     }
     if st.closing && (st.unflushed.is_empty() || backoff.is_some()) {
         // On a full disk what is left stays in the journal and is replayed at the next start.
         return FlushStep::Finish;
     }
-    let wait = match (backoff, age_left) {
-        (Some(b), _) => Some(b),
-        (None, Some(a)) if !st.unflushed.is_empty() => Some(a),
-        _ => None,
+    let age_left = age_left.filter(|_| !st.unflushed.is_empty());
+    let wait = match backoff {
+        Some(b) => Some(b),
+        None => [age_left, sync_left].into_iter().flatten().min(),
     };
     FlushStep::Wait(wait)
 }

@@ -352,11 +352,20 @@ fn crash_recovery_between_journal_and_segment_write_keeps_acknowledged_batches()
     });
 }
 
-/// A journal sync that fails: the batches of that round are not acknowledged, and a crash
-/// afterwards does not bring them back.
+/// A journal write or sync that fails: the batches of that round are not acknowledged, and a
+/// crash afterwards does not bring them back.
 #[test]
 fn crash_recovery_failed_journal_sync_is_neither_acknowledged_nor_recovered() {
-    run(|| async {
+    run(|| async { failed_journal_round(|backend| Faults { fail_sync_at: Some(backend.sync_count() + 1), ..Faults::default() }).await });
+}
+
+#[test]
+fn crash_recovery_failed_journal_write_is_neither_acknowledged_nor_recovered() {
+    run(|| async { failed_journal_round(|backend| Faults { fail_write_at: Some(backend.write_count() + 1), ..Faults::default() }).await });
+}
+
+async fn failed_journal_round(fault: impl FnOnce(&FaultyBackend) -> Faults) {
+    {
         let backend = FaultyBackend::new();
         let log = Log::open(backend.clone(), "/d/t-0".into(), cfg()).await.unwrap();
         let mut acked = Vec::new();
@@ -364,7 +373,7 @@ fn crash_recovery_failed_journal_sync_is_neither_acknowledged_nor_recovered() {
             let b = batch(2, i, 300);
             acked.push(with_base(&b, append_synced(&log, b.clone()).await));
         }
-        backend.set_faults(Faults { fail_sync_at: Some(backend.sync_count() + 1), ..Faults::default() });
+        backend.set_faults(fault(&backend));
         let info = log.append(batch(3, 9, 300)).await.unwrap();
         assert!(log.wait_durable(info.log_end_offset, Durability::Synced).await.is_err());
         assert_eq!(log.high_watermark(), 10, "never visible");
@@ -373,7 +382,7 @@ fn crash_recovery_failed_journal_sync_is_neither_acknowledged_nor_recovered() {
         let log = Log::open(backend.clone(), "/d/t-0".into(), cfg()).await.unwrap();
         assert_eq!(read_all(&log, 0).await, acked);
         assert_eq!(log.log_end_offset(), 10);
-    });
+    }
 }
 
 /// A journal file damaged in the middle, with later journal files holding entries: entries

@@ -1,4 +1,6 @@
-//! Failing writes and fsyncs poison the log; nothing is acknowledged that is not durable.
+//! Failing writes and fsyncs poison the log; nothing is acknowledged that is not durable. The
+//! journal's files are O_DSYNC (a completed write is durable), so a journal failure is a failed
+//! or short write; a failed fsync hits the segment files' flush, after the acknowledgement.
 extern crate riptide_storage as storage;
 mod common;
 
@@ -37,9 +39,26 @@ fn fault_injection_failed_write_poisons() {
     run(|| async { poisoned_after(|w, _| Faults { fail_write_at: Some(w + 1), ..Faults::default() }).await });
 }
 
+/// The segment files' sync fails: what was acknowledged stays acknowledged (it is durable in the
+/// journal) and readable, the flush reports the failure, and the log refuses further writes.
 #[test]
-fn fault_injection_failed_fsync_poisons() {
-    run(|| async { poisoned_after(|_, s| Faults { fail_sync_at: Some(s + 1), ..Faults::default() }).await });
+fn fault_injection_failed_segment_fsync_poisons_after_the_ack() {
+    run(|| async {
+        let backend = FaultyBackend::new();
+        let log = Log::open(backend.clone(), "/d/t-0".into(), config()).await.unwrap();
+        append_flushed(&log, batch(2, 1, 100)).await;
+        let info = log.append(batch(2, 2, 100)).await.unwrap();
+        log.wait_durable(info.log_end_offset, Durability::Synced).await.expect("journaled: acknowledged");
+        backend.set_faults(Faults { fail_sync_at: Some(backend.sync_count() + 1), ..Faults::default() });
+        assert!(matches!(log.flush().await, Err(Error::Poisoned(_))));
+        assert!(log.poisoned().is_some());
+        assert!(matches!(log.append(batch(1, 3, 1)).await, Err(Error::Poisoned(_))));
+        assert_eq!(read_all(&log, 0).await.len(), 2, "acknowledged data still readable");
+        drop(log);
+        backend.crash();
+        let log = Log::open(backend.clone(), "/d/t-0".into(), config()).await.unwrap();
+        assert_eq!(read_all(&log, 0).await.len(), 2, "and back after a crash, from the journal");
+    });
 }
 
 #[test]
@@ -91,7 +110,7 @@ fn fault_injection_poison_wakes_all_waiters() {
     run(|| async {
         let backend = FaultyBackend::new();
         let log = std::rc::Rc::new(Log::open(backend.clone(), "/d/t-0".into(), config()).await.unwrap());
-        backend.set_faults(Faults { fail_sync_at: Some(backend.sync_count() + 1), ..Faults::default() });
+        backend.set_faults(Faults { fail_write_at: Some(backend.write_count() + 1), ..Faults::default() });
         let mut tasks = Vec::new();
         for i in 0..20 {
             let log = log.clone();

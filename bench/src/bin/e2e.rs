@@ -7,6 +7,7 @@
 
 use anyhow::{bail, Context};
 use bench::e2e_report::{compute_ratios, summary_table, E2eReport, Machine, SystemResult};
+use bench::diskstats::{self, DiskCounters};
 use bench::systems::{self, SystemSpec};
 use bench::{disk, loopback, procstat};
 use clap::Parser;
@@ -49,6 +50,10 @@ struct Args {
     /// Riptide binary (default: <workspace>/target/release/riptide).
     #[arg(long)]
     riptide_bin: Option<PathBuf>,
+    /// An older Riptide binary, run as `riptide-old-<shards>` in the same run (e.g. built from
+    /// the commit before a change).
+    #[arg(long)]
+    riptide_old_bin: Option<PathBuf>,
     /// Tansu binary (default: installed by bench/scripts/setup-tansu.sh).
     #[arg(long)]
     tansu_bin: Option<PathBuf>,
@@ -151,14 +156,19 @@ fn system_spec(name: &str, args: &Args) -> Result<SystemSpec, String> {
             needs_data_dir: false,
         });
     }
-    if let Some(shards) = name.strip_prefix("riptide-") {
+    if let Some(rest) = name.strip_prefix("riptide-") {
+        let (old, shards) = match rest.strip_prefix("old-") {
+            Some(shards) => (true, shards),
+            None => (false, rest),
+        };
         let shards: u32 = shards
             .parse()
-            .map_err(|_| format!("bad system name {name:?}: use riptide-<shards>"))?;
-        let bin = args
-            .riptide_bin
-            .clone()
-            .unwrap_or_else(|| workspace_root().join("target/release/riptide"));
+            .map_err(|_| format!("bad system name {name:?}: use riptide-<shards> or riptide-old-<shards>"))?;
+        let bin = if old {
+            args.riptide_old_bin.clone().ok_or("riptide-old-N needs --riptide-old-bin")?
+        } else {
+            args.riptide_bin.clone().unwrap_or_else(|| workspace_root().join("target/release/riptide"))
+        };
         if !bin.exists() {
             return Err(format!(
                 "{} not found (build it with `cargo build --release -p riptide-broker`)",
@@ -166,7 +176,7 @@ fn system_spec(name: &str, args: &Args) -> Result<SystemSpec, String> {
             ));
         }
         return Ok(SystemSpec {
-            name: format!("riptide-shards-{shards}"),
+            name: if old { format!("riptide-old-shards-{shards}") } else { format!("riptide-shards-{shards}") },
             program: bin,
             args: vec![
                 "start".into(),
@@ -198,18 +208,26 @@ fn run_system(spec: &SystemSpec, workload: &Workload, data_root: &Path, out: &Pa
     eprintln!("== {} on {} (pid {})", spec.name, running.addr, running.pid());
     let mut opts = RunOptions::new(running.addr.to_string());
     opts.target_label = spec.name.clone();
-    // Broker CPU time at the edges of the measured windows only (not topic creation or drain).
+    // Broker CPU time and device writes at the edges of the measured windows only (not topic
+    // creation or drain).
     let edges: Arc<Mutex<Vec<(WindowEdge, f64, Instant)>>> = Arc::default();
+    let disk_edges: Arc<Mutex<Vec<(WindowEdge, DiskCounters)>>> = Arc::default();
     let pid = running.pid();
-    let hook_edges = edges.clone();
+    let (hook_edges, hook_disk) = (edges.clone(), disk_edges.clone());
+    let disk_path = data_root.to_path_buf();
     opts.window_hook = Some(WindowHook(Arc::new(move |edge| {
         let cpu = procstat::cpu_seconds(pid).unwrap_or(0.0);
+        let disk = diskstats::read(&disk_path).unwrap_or_default();
         if let Ok(mut e) = hook_edges.lock() {
             e.push((edge, cpu, Instant::now()));
+        }
+        if let Ok(mut d) = hook_disk.lock() {
+            d.push((edge, disk));
         }
     })));
     let result = run_workload(workload, &opts);
     let (cpu_s, wall_s) = window_cpu(&edges.lock().map(|e| e.clone()).unwrap_or_default());
+    let (disk_writes, disk_bytes) = window_disk(&disk_edges.lock().map(|e| e.clone()).unwrap_or_default());
     let alive = running.is_alive();
     running.stop();
     match result {
@@ -223,7 +241,7 @@ fn run_system(spec: &SystemSpec, workload: &Workload, data_root: &Path, out: &Pa
             if let Err(e) = loadgen::plot::write_plots(&report, &stem) {
                 eprintln!("plots for {}: {e}", spec.name);
             }
-            let mut r = SystemResult::measured(&spec.name, command, report, cpu_s, wall_s);
+            let mut r = SystemResult::measured(&spec.name, command, report, cpu_s, wall_s).with_device(disk_writes, disk_bytes, wall_s);
             if !alive {
                 r.error = Some(format!("exited during the run; see {}", running.log_path().display()));
             }
@@ -237,6 +255,24 @@ fn run_system(spec: &SystemSpec, workload: &Workload, data_root: &Path, out: &Pa
             r
         }
     }
+}
+
+/// Device writes and bytes written summed over the measured windows (Start/End pairs).
+fn window_disk(edges: &[(WindowEdge, DiskCounters)]) -> (u64, u64) {
+    let (mut writes, mut bytes) = (0, 0);
+    let mut open: Option<DiskCounters> = None;
+    for (edge, c) in edges {
+        match edge {
+            WindowEdge::Start { .. } => open = Some(*c),
+            WindowEdge::End { .. } => {
+                if let Some(start) = open.take() {
+                    writes += c.writes.saturating_sub(start.writes);
+                    bytes += c.bytes_written.saturating_sub(start.bytes_written);
+                }
+            }
+        }
+    }
+    (writes, bytes)
 }
 
 /// CPU seconds and wall seconds summed over the measured windows (Start/End pairs).
