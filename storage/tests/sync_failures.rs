@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use storage::io::{SyncGroup, SyncMode, Syncer};
-use storage::{DmaBackend, Durability, Error, Log};
+use storage::{DmaBackend, Error, Log};
 
 /// A syncer whose first round waits for `release` and then fails; later rounds succeed.
 fn first_round_fails(started: Arc<AtomicBool>, release: mpsc::Receiver<()>) -> Syncer {
