@@ -161,7 +161,7 @@ fn system_spec(name: &str, args: &Args) -> Result<SystemSpec, String> {
             .unwrap_or_else(|| workspace_root().join("target/release/riptide"));
         if !bin.exists() {
             return Err(format!(
-                "{} not found (build it with `cargo build --release -p riptide-broker`)",
+                "{} not found (build it with `cargo build --release -p riptide`)",
                 bin.display()
             ));
         }

@@ -1,7 +1,7 @@
 //! The `riptide` command line.
 
 use clap::{Parser, Subcommand};
-use riptide_broker::config;
+use broker::config;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -75,7 +75,7 @@ impl From<StartArgs> for config::Overrides {
 
 fn start(args: StartArgs) -> anyhow::Result<()> {
     let config = config::load(args.into())?;
-    riptide_broker::server::run(config)
+    broker::server::run(config)
 }
 
 fn main() {

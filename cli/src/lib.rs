@@ -1,0 +1,1 @@
+//! The `riptide` binary's commands; `main.rs` only parses and dispatches.
