@@ -1,8 +1,8 @@
-//! The `riptide` command line.
+//! The `riptide` command line: parses and dispatches to the crates below (see lib.rs).
 
 use clap::{Parser, Subcommand};
-use broker::config;
-use std::path::PathBuf;
+use riptide_cli::error::CliError;
+use riptide_cli::{cluster, group, records, start, topic};
 
 #[derive(Parser)]
 #[command(name = "riptide", version, about = "Riptide: a Kafka-compatible streaming broker")]
@@ -14,7 +14,19 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a broker in the foreground (stop with SIGTERM or Ctrl-C).
-    Start(StartArgs),
+    Start(start::StartArgs),
+    /// Create, list, describe, delete and configure topics.
+    Topic(topic::TopicArgs),
+    /// Produce lines from stdin, one record each.
+    Produce(records::ProduceArgs),
+    /// Print records.
+    Consume(records::ConsumeArgs),
+    /// Consumer groups: list, describe (lag), reset offsets, delete.
+    Group(group::GroupArgs),
+    /// Cluster information.
+    Cluster(cluster::ClusterArgs),
+    // Host checks and tuning (`riptide tune`, `riptide check`, on the tuning crate) go here,
+    // each as one variant and one arm in `main` below.
     /// Drive any Kafka-compatible cluster with a workload and report throughput and latency.
     Loadgen(loadgen::cli::LoadgenArgs),
     /// Turn measured per-broker throughput into the number of brokers a target ingress needs.
@@ -30,70 +42,43 @@ enum BenchCommand {
     NullBroker(loadgen::cli::NullBrokerArgs),
 }
 
-#[derive(clap::Args)]
-struct StartArgs {
-    /// Directory for logs and metadata [default: ./riptide-data]
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    /// Address to listen on [default: 127.0.0.1:9092]
-    #[arg(long)]
-    listen: Option<String>,
-    /// HOST:PORT given to clients in metadata [default: the listen address]
-    #[arg(long)]
-    advertised: Option<String>,
-    /// Number of shards (cores) [default: all cores]
-    #[arg(long)]
-    shards: Option<usize>,
-    /// Broker id [default: 0]
-    #[arg(long)]
-    node_id: Option<i32>,
-    /// TOML config file; command-line flags override it
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Partitions of auto-created topics [default: 1]
-    #[arg(long)]
-    default_partitions: Option<i32>,
-    /// Create topics on first produce or metadata request [default: true]
-    #[arg(long)]
-    auto_create_topics: Option<bool>,
-}
-
-impl From<StartArgs> for config::Overrides {
-    fn from(a: StartArgs) -> Self {
-        config::Overrides {
-            data_dir: a.data_dir,
-            listen: a.listen,
-            advertised: a.advertised,
-            shards: a.shards,
-            node_id: a.node_id,
-            config: a.config,
-            default_partitions: a.default_partitions,
-            auto_create_topics: a.auto_create_topics,
-        }
-    }
-}
-
-fn start(args: StartArgs) -> anyhow::Result<()> {
-    let config = config::load(args.into())?;
-    broker::server::run(config)
+/// The broker and the load generator log at info by default; client commands only with RUST_LOG.
+fn init_logging(default: &str) {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into()))
+        .init();
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
     let cli = Cli::parse();
+    let client = |r: Result<(), CliError>| r.map_err(|e| (e.exit_code(), e.to_string()));
+    let server = |r: anyhow::Result<()>| r.map_err(|e| (1, format!("{e:#}")));
     let result = match cli.command {
-        Command::Start(args) => start(args),
-        Command::Loadgen(args) => loadgen::cli::run_loadgen(args),
-        Command::Sizing(args) => loadgen::cli::run_sizing(args),
-        Command::Bench(BenchCommand::NullBroker(args)) => loadgen::cli::run_null_broker(args),
+        Command::Start(_) | Command::Loadgen(_) | Command::Sizing(_) | Command::Bench(_) => {
+            init_logging("info");
+            match cli.command {
+                Command::Start(args) => server(start::run(args)),
+                Command::Loadgen(args) => server(loadgen::cli::run_loadgen(args)),
+                Command::Sizing(args) => server(loadgen::cli::run_sizing(args)),
+                Command::Bench(BenchCommand::NullBroker(args)) => server(loadgen::cli::run_null_broker(args)),
+                _ => unreachable!(),
+            }
+        }
+        command => {
+            init_logging("off");
+            match command {
+                Command::Topic(args) => client(topic::run(args)),
+                Command::Produce(args) => client(records::produce(args)),
+                Command::Consume(args) => client(records::consume(args)),
+                Command::Group(args) => client(group::run(args)),
+                Command::Cluster(args) => client(cluster::run(args)),
+                _ => unreachable!(),
+            }
+        }
     };
-    if let Err(e) = result {
-        eprintln!("riptide: error: {e:#}");
-        std::process::exit(1);
+    if let Err((code, message)) = result {
+        eprintln!("riptide: error: {message}");
+        std::process::exit(code);
     }
 }
