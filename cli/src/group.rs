@@ -47,7 +47,7 @@ pub enum GroupCommand {
         #[arg(long)]
         to_latest: bool,
         /// To this offset (kept within each partition's log start and end)
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
         to_offset: Option<i64>,
         /// To the first record at or after this time (ISO 8601; UTC unless a zone is given)
         #[arg(long, value_name = "ISO")]
@@ -105,7 +105,8 @@ pub fn require_groups(cluster: &Cluster, group: &str) -> Result<()> {
 fn group_error(cluster: &Cluster, what: &str, e: &KafkaError) -> CliError {
     match kafka_code(e) {
         Some(RDKafkaErrorCode::UnsupportedVersion | RDKafkaErrorCode::UnsupportedFeature) => {
-            failed(format!("{what}: the cluster does not support consumer groups ({})", describe_code(kafka_code(e).expect("matched"))))
+            let code = describe_code(kafka_code(e).expect("matched"));
+            failed(format!("the cluster at {} does not support consumer groups ({what}: {code})", cluster.args.brokers))
         }
         _ => cluster.error(what, e),
     }
@@ -146,7 +147,7 @@ impl GroupInfo {
 }
 
 fn groups(cluster: &Cluster, group: Option<&str>) -> Result<Vec<GroupInfo>> {
-    let list = cluster.consumer.fetch_group_list(group, cluster.timeout).map_err(|e| group_error(cluster, "cannot list groups", &e))?;
+    let list = cluster.consumer.fetch_group_list(group, cluster.timeout).map_err(|e| group_error(cluster, "ListGroups/DescribeGroups", &e))?;
     Ok(list
         .groups()
         .iter()

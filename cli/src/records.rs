@@ -102,7 +102,7 @@ pub fn produce(args: ProduceArgs) -> Result<()> {
         if let Some(p) = args.partition {
             record = record.partition(p);
         }
-        send(&producer, record)?;
+        send(&producer, record).map_err(|e| failed(format!("line {}: cannot produce to {}: {e}", i + 1, args.topic)))?;
         count += 1;
     }
     producer.flush(cluster.timeout).map_err(|e| cluster.error("cannot deliver the records", &e))?;
@@ -123,7 +123,8 @@ fn split_line<'a>(line: &'a [u8], key: Option<&'a str>, sep: Option<&str>) -> Op
     }
 }
 
-fn send<'a>(producer: &ThreadedProducer<CliContext>, mut record: BaseRecord<'a, [u8], [u8], Box<usize>>) -> Result<()> {
+/// Queues one record, waiting while librdkafka's queue is full; the error text otherwise.
+fn send<'a>(producer: &ThreadedProducer<CliContext>, mut record: BaseRecord<'a, [u8], [u8], Box<usize>>) -> std::result::Result<(), String> {
     loop {
         match producer.send(record) {
             Ok(()) => return Ok(()),
@@ -131,7 +132,7 @@ fn send<'a>(producer: &ThreadedProducer<CliContext>, mut record: BaseRecord<'a, 
                 record = r;
                 std::thread::sleep(Duration::from_millis(5));
             }
-            Err((e, _)) => return Err(failed(format!("cannot produce: {e}"))),
+            Err((e, _)) => return Err(kafka_code(&e).map_or_else(|| e.to_string(), crate::error::describe_code)),
         }
     }
 }
