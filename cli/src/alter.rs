@@ -5,6 +5,7 @@
 
 use crate::error::{describe_code, failed, is_unreachable};
 use rdkafka::bindings as rd;
+use rdkafka::client::{Client, ClientContext};
 use rdkafka::error::RDKafkaErrorCode;
 use std::ffi::{c_char, CStr, CString};
 use std::time::Duration;
@@ -47,8 +48,8 @@ pub struct AlterError {
 }
 
 /// Alters one topic's configs; waits at most `timeout` (plus a second for the reply).
-pub fn alter_topic(
-    rk: *mut rd::rd_kafka_t,
+pub fn alter_topic<C: ClientContext>(
+    client: &Client<C>,
     topic: &str,
     ops: &[(String, Op, Option<String>)],
     api: Api,
@@ -62,6 +63,7 @@ pub fn alter_topic(
         owned.push((cstr(k)?, *op, v.as_deref().map(cstr).transpose()?));
     }
     let timeout_ms = timeout.as_millis().clamp(1, i32::MAX as u128 - 1000) as i32;
+    let rk = client.native_ptr();
     // SAFETY: every handle below is created here, used only while alive, and destroyed once
     // on every path; strings outlive the calls that read them (librdkafka copies them).
     unsafe {
@@ -182,10 +184,10 @@ unsafe fn text(p: *const c_char) -> String {
 }
 
 /// The current controller's broker id as the cluster's metadata reports it; None if unknown.
-pub fn controller_id(rk: *mut rd::rd_kafka_t, timeout: Duration) -> Option<i32> {
+pub fn controller_id<C: ClientContext>(client: &Client<C>, timeout: Duration) -> Option<i32> {
     let ms = timeout.as_millis().clamp(1, i32::MAX as u128) as i32;
-    // SAFETY: rk is a live client handle.
-    let id = unsafe { rd::rd_kafka_controllerid(rk, ms) };
+    // SAFETY: the client handle is live while `client` is borrowed.
+    let id = unsafe { rd::rd_kafka_controllerid(client.native_ptr(), ms) };
     (id >= 0).then_some(id)
 }
 

@@ -48,13 +48,16 @@ impl ClientArgs {
     }
 }
 
+/// A produced record's line index, and its partition and offset or the error.
+pub type Delivery = (usize, std::result::Result<(i32, i64), String>);
+
 /// Keeps librdkafka's log lines off the terminal (they go to `RUST_LOG=debug`) and remembers
 /// the last error, which says why brokers could not be reached. Also collects produce results.
 #[derive(Default)]
 pub struct CliContext {
     last_error: Mutex<Option<String>>,
-    /// (record index, partition and offset or the error), from delivery reports.
-    pub deliveries: Mutex<Vec<(usize, std::result::Result<(i32, i64), String>)>>,
+    /// From delivery reports.
+    pub deliveries: Mutex<Vec<Delivery>>,
 }
 
 impl CliContext {

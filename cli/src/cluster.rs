@@ -34,7 +34,7 @@ fn info(cluster: &Cluster, format: crate::output::Format) -> Result<()> {
     let md = cluster.metadata(None)?;
     let client = cluster.consumer.client();
     let id = client.fetch_cluster_id(cluster.timeout).unwrap_or_default();
-    let controller = controller_id(client.native_ptr(), cluster.timeout);
+    let controller = controller_id(client, cluster.timeout);
     let mut brokers: Vec<(i32, String, i32)> = md.brokers().iter().map(|b| (b.id(), b.host().to_string(), b.port())).collect();
     brokers.sort();
     let topics = md.topics().iter().filter(|t| t.error().is_none()).count();

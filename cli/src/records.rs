@@ -1,6 +1,6 @@
 //! `riptide produce` (lines from stdin) and `riptide consume`.
 
-use crate::client::{key_value, CliContext, ClientArgs, Cluster};
+use crate::client::{key_value, CliContext, ClientArgs, Cluster, Delivery};
 use crate::error::{failed, is_unreachable, kafka_code, usage, CliError, Result};
 use crate::output::{emit, Format, Table};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -141,7 +141,7 @@ fn report_produced(
     format: Format,
     topic: &str,
     count: usize,
-    deliveries: Vec<(usize, std::result::Result<(i32, i64), String>)>,
+    deliveries: Vec<Delivery>,
     cluster: &Cluster,
 ) -> Result<()> {
     let mut by_partition: BTreeMap<i32, (usize, i64, i64)> = BTreeMap::new();

@@ -82,19 +82,7 @@ pub enum TopicCommand {
 
 pub fn run(args: TopicArgs) -> Result<()> {
     let format = args.client.output()?;
-    // Arguments are checked before any connection is made.
-    match &args.command {
-        TopicCommand::Create { configs, replica_assignment, .. } => {
-            parse_configs(configs, "-c")?;
-            replica_assignment.as_deref().map(parse_assignment).transpose()?;
-        }
-        TopicCommand::AlterConfig { name, set, delete, append, subtract, replace, .. } => {
-            if alter_ops(set, delete, append, subtract)?.is_empty() && !replace {
-                return Err(usage(format!("alter-config {name}: nothing to change (give -c, -d, --append or --subtract)")));
-            }
-        }
-        _ => {}
-    }
+    check_arguments(&args.command)?;
     let cluster = Cluster::connect(&args.client)?;
     match args.command {
         TopicCommand::Create { name, partitions, replicas, configs, replica_assignment, dry_run } => {
@@ -109,6 +97,20 @@ pub fn run(args: TopicArgs) -> Result<()> {
         }
         TopicCommand::AddPartitions { name, num } => add_partitions(&cluster, format, &name, num),
     }
+}
+
+/// Bad arguments are reported (exit 2) before any connection is made.
+fn check_arguments(command: &TopicCommand) -> Result<()> {
+    if let TopicCommand::Create { configs, replica_assignment, .. } = command {
+        parse_configs(configs, "-c")?;
+        replica_assignment.as_deref().map(parse_assignment).transpose()?;
+    }
+    if let TopicCommand::AlterConfig { name, set, delete, append, subtract, replace, .. } = command {
+        if alter_ops(set, delete, append, subtract)?.is_empty() && !replace {
+            return Err(usage(format!("alter-config {name}: nothing to change (give -c, -d, --append or --subtract)")));
+        }
+    }
+    Ok(())
 }
 
 fn parse_configs(kvs: &[String], flag: &str) -> Result<Vec<(String, String)>> {
@@ -295,8 +297,7 @@ fn delete(cluster: &Cluster, format: Format, names: &[String]) -> Result<()> {
 
 fn alter_config(cluster: &Cluster, format: Format, name: &str, ops: &[(String, Op, Option<String>)], replace: bool, dry_run: bool) -> Result<()> {
     let api = if replace { Api::Replace } else { Api::Incremental };
-    let rk = cluster.consumer.client().native_ptr();
-    alter::alter_topic(rk, name, ops, api, dry_run, cluster.timeout).map_err(|e| alter::into_cli(e, &format!("cannot alter the configs of {name}")))?;
+    alter::alter_topic(cluster.consumer.client(), name, ops, api, dry_run, cluster.timeout).map_err(|e| alter::into_cli(e, &format!("cannot alter the configs of {name}")))?;
     let verb = if dry_run { "Validated (not applied)" } else { "Altered" };
     emit(
         format,
