@@ -1,6 +1,6 @@
 //! `riptide cluster info`: brokers, controller, cluster id, topic count.
 
-use crate::alter::controller_id;
+use crate::native::controller_id;
 use crate::client::{ClientArgs, Cluster};
 use crate::error::Result;
 use crate::output::{emit, summary, Table};

@@ -5,12 +5,12 @@
 //! - `topic`, `produce`, `consume`, `group`, `cluster` are the admin CLI: a Kafka client like any
 //!   other (librdkafka through rust-rdkafka), so they work against any Kafka-compatible cluster.
 
-pub mod alter;
 pub mod client;
 pub mod cluster;
 pub mod datetime;
 pub mod error;
 pub mod group;
+pub mod native;
 pub mod output;
 pub mod records;
 pub mod start;

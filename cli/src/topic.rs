@@ -1,12 +1,12 @@
 //! `riptide topic ...`: create, list, describe, delete, alter-config, add-partitions.
 
-use crate::alter::{self, Api, Op};
+use crate::native::{self, Api, Op};
 use crate::client::{key_value, no_topic, ClientArgs, Cluster};
 use crate::error::{describe_code, failed, usage, Result};
 use crate::output::{emit, id_list, summary, Format, Table};
 use clap::Subcommand;
 use futures::executor::block_on;
-use rdkafka::admin::{ConfigSource, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::admin::{ConfigSource, NewPartitions, ResourceSpecifier};
 use rdkafka::consumer::Consumer;
 use rdkafka::error::RDKafkaErrorCode;
 use serde_json::json;
@@ -157,22 +157,9 @@ fn create(
 ) -> Result<()> {
     let configs = parse_configs(configs, "-c")?;
     let assignment = assignment.map(parse_assignment).transpose()?;
-    let rows: Option<Vec<&[i32]>> = assignment.as_ref().map(|a| a.iter().map(Vec::as_slice).collect());
-    let (count, replication) = match &rows {
-        Some(rows) => (rows.len() as i32, TopicReplication::Variable(rows)),
-        None => (partitions, TopicReplication::Fixed(replicas)),
-    };
-    let mut topic = NewTopic::new(name, count, replication);
-    for (k, v) in &configs {
-        topic = topic.set(k, v);
-    }
-    let results = block_on(cluster.admin()?.create_topics([&topic], &cluster.admin_options().validate_only(dry_run)))
-        .map_err(|e| cluster.error(&format!("cannot create topic {name}"), &e))?;
-    for r in results {
-        if let Err((_, code)) = r {
-            return Err(failed(format!("cannot create topic {name}: {}", describe_code(code))));
-        }
-    }
+    let topic = native::NewTopic { name, partitions, replicas, assignment: assignment.as_deref(), configs: &configs };
+    native::create_topic(cluster.consumer.client(), &topic, dry_run, cluster.timeout)
+        .map_err(|e| e.into_cli(&format!("cannot create topic {name}")))?;
     let verb = if dry_run { "Validated (not created)" } else { "Created" };
     emit(format, || format!("{verb} topic {name}.\n"), || json!({"topic": name, "created": !dry_run, "validate_only": dry_run}));
     Ok(())
@@ -297,7 +284,8 @@ fn delete(cluster: &Cluster, format: Format, names: &[String]) -> Result<()> {
 
 fn alter_config(cluster: &Cluster, format: Format, name: &str, ops: &[(String, Op, Option<String>)], replace: bool, dry_run: bool) -> Result<()> {
     let api = if replace { Api::Replace } else { Api::Incremental };
-    alter::alter_topic(cluster.consumer.client(), name, ops, api, dry_run, cluster.timeout).map_err(|e| alter::into_cli(e, &format!("cannot alter the configs of {name}")))?;
+    native::alter_topic(cluster.consumer.client(), name, ops, api, dry_run, cluster.timeout)
+        .map_err(|e| e.into_cli(&format!("cannot alter the configs of {name}")))?;
     let verb = if dry_run { "Validated (not applied)" } else { "Altered" };
     emit(
         format,
