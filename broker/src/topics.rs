@@ -30,7 +30,14 @@ pub const TOPIC_CONFIG_KEYS: &[(&str, bool)] = &[
     ("preallocate", false),
     ("segment.jitter.ms", false),
     ("flush.messages", false),
+    ("leader.replication.throttled.replicas", false),
+    ("follower.replication.throttled.replicas", false),
 ];
+
+/// Topic configs of Kafka's LIST type (comma-separated values): the only ones
+/// IncrementalAlterConfigs' APPEND and SUBTRACT apply to.
+pub const LIST_CONFIG_KEYS: &[&str] =
+    &["cleanup.policy", "leader.replication.throttled.replicas", "follower.replication.throttled.replicas"];
 
 /// The value a topic config has when the topic does not set it: the broker's log defaults for the
 /// keys we apply, Kafka's defaults for the ones we only store.
@@ -54,6 +61,7 @@ pub fn default_config_value(key: &str, log: &LogConfig) -> String {
         "unclean.leader.election.enable" | "preallocate" => "false".into(),
         "delete.retention.ms" => "86400000".into(),
         "min.compaction.lag.ms" | "segment.jitter.ms" => "0".into(),
+        "leader.replication.throttled.replicas" | "follower.replication.throttled.replicas" => String::new(),
         _ => i64::MAX.to_string(),
     }
 }
@@ -107,7 +115,21 @@ pub fn validate_config(key: &str, value: &str) -> Result<(), TopicError> {
     if key == "cleanup.policy" && value != "delete" {
         return Err(TopicError::Compaction(value.to_string()));
     }
+    if key.ends_with(".replication.throttled.replicas") {
+        return validate_throttled_replicas(key, value);
+    }
     apply_config(&mut LogConfig::default(), key, value)
+}
+
+/// Kafka's throttled-replica lists: empty, `*`, or `partition:broker` pairs separated by commas.
+fn validate_throttled_replicas(key: &str, value: &str) -> Result<(), TopicError> {
+    let pair = |item: &str| {
+        item.split_once(':').is_some_and(|(p, b)| p.trim().parse::<u32>().is_ok() && b.trim().parse::<u32>().is_ok())
+    };
+    if value.trim().is_empty() || value.trim() == "*" || value.split(',').all(pair) {
+        return Ok(());
+    }
+    Err(TopicError::InvalidConfig { key: key.into(), value: value.into() })
 }
 
 fn parse_i64(key: &str, value: &str) -> Result<i64, TopicError> {
@@ -157,10 +179,133 @@ pub fn apply_config(log: &mut LogConfig, key: &str, value: &str) -> Result<(), T
 }
 
 fn parse_any(key: &str, value: &str) -> Result<(), TopicError> {
-    if value.is_empty() {
+    if value.is_empty() && !LIST_CONFIG_KEYS.contains(&key) {
         return Err(TopicError::InvalidConfig { key: key.into(), value: value.into() });
     }
     Ok(())
+}
+
+/// An IncrementalAlterConfigs operation (Kafka's `AlterConfigOp.OpType`, codes 0-3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigOp {
+    Set,
+    Delete,
+    Append,
+    Subtract,
+}
+
+impl ConfigOp {
+    pub fn from_code(code: i8) -> Option<ConfigOp> {
+        Some(match code {
+            0 => ConfigOp::Set,
+            1 => ConfigOp::Delete,
+            2 => ConfigOp::Append,
+            3 => ConfigOp::Subtract,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            ConfigOp::Set => "SET",
+            ConfigOp::Delete => "DELETE",
+            ConfigOp::Append => "APPEND",
+            ConfigOp::Subtract => "SUBTRACT",
+        }
+    }
+}
+
+/// A change to a topic's config overrides.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConfigAlteration {
+    /// IncrementalAlterConfigs: operations applied in order to the current overrides; keys not
+    /// named keep their value. A `None` value is only meaningful for DELETE.
+    Incremental(Vec<(String, ConfigOp, Option<String>)>),
+    /// AlterConfigs (the older API): the overrides become exactly these; keys not named return
+    /// to their defaults.
+    Replace(Vec<(String, String)>),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum AlterError {
+    #[error(transparent)]
+    Topic(#[from] TopicError),
+    #[error("config value {op} is not allowed for config key {key}: only list configs ({lists}) take it", op = .op.name().to_lowercase(), lists = LIST_CONFIG_KEYS.join(", "))]
+    NotAList { key: String, op: ConfigOp },
+    #[error("{op} of config {key} needs a value", op = .op.name())]
+    MissingValue { key: String, op: ConfigOp },
+}
+
+/// The overrides `current` becomes under `alteration`, every resulting value validated. APPEND
+/// and SUBTRACT start from the current value (the default when not set), as Kafka does:
+/// APPEND adds the items not already there, SUBTRACT removes every copy of the items named.
+pub fn alter_configs(
+    current: &BTreeMap<String, String>,
+    alteration: &ConfigAlteration,
+    defaults: &LogConfig,
+) -> Result<BTreeMap<String, String>, AlterError> {
+    let known = |key: &str| {
+        if TOPIC_CONFIG_KEYS.iter().any(|(k, _)| *k == key) {
+            Ok(())
+        } else {
+            Err(AlterError::Topic(TopicError::UnknownConfig(key.to_string())))
+        }
+    };
+    let next = match alteration {
+        ConfigAlteration::Replace(entries) => {
+            let mut next = BTreeMap::new();
+            for (k, v) in entries {
+                known(k)?;
+                next.insert(k.clone(), v.clone());
+            }
+            next
+        }
+        ConfigAlteration::Incremental(ops) => {
+            let mut next = current.clone();
+            for (key, op, value) in ops {
+                known(key)?;
+                let value = || value.clone().ok_or(AlterError::MissingValue { key: key.clone(), op: *op });
+                let list = |next: &BTreeMap<String, String>| -> Result<Vec<String>, AlterError> {
+                    if !LIST_CONFIG_KEYS.contains(&key.as_str()) {
+                        return Err(AlterError::NotAList { key: key.clone(), op: *op });
+                    }
+                    let now = next.get(key).cloned().unwrap_or_else(|| default_config_value(key, defaults));
+                    Ok(list_items(&now))
+                };
+                match op {
+                    ConfigOp::Set => {
+                        next.insert(key.clone(), value()?);
+                    }
+                    ConfigOp::Delete => {
+                        next.remove(key);
+                    }
+                    ConfigOp::Append => {
+                        let mut items = list(&next)?;
+                        for item in list_items(&value()?) {
+                            if !items.contains(&item) {
+                                items.push(item);
+                            }
+                        }
+                        next.insert(key.clone(), items.join(","));
+                    }
+                    ConfigOp::Subtract => {
+                        let remove = list_items(&value()?);
+                        let items: Vec<String> = list(&next)?.into_iter().filter(|i| !remove.contains(i)).collect();
+                        next.insert(key.clone(), items.join(","));
+                    }
+                }
+            }
+            next
+        }
+    };
+    for (k, v) in &next {
+        validate_config(k, v)?;
+    }
+    Ok(next)
+}
+
+fn list_items(value: &str) -> Vec<String> {
+    value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
 }
 
 impl TopicMeta {
@@ -267,6 +412,61 @@ mod tests {
         assert!(matches!(validate_config("segment.bytes", "-5"), Err(TopicError::InvalidConfig { .. })));
         assert!(matches!(validate_config("cleanup.policy", "compact"), Err(TopicError::Compaction(_))));
         assert!(validate_config("cleanup.policy", "delete").is_ok());
+    }
+
+    fn incremental(ops: &[(&str, ConfigOp, Option<&str>)]) -> ConfigAlteration {
+        ConfigAlteration::Incremental(ops.iter().map(|(k, op, v)| (k.to_string(), *op, v.map(str::to_string))).collect())
+    }
+
+    #[test]
+    fn topics_alter_configs_set_delete_append_subtract() {
+        let d = LogConfig::default();
+        let mut cur = BTreeMap::new();
+        cur.insert("retention.ms".to_string(), "1000".to_string());
+        let key = "leader.replication.throttled.replicas";
+        let next = alter_configs(
+            &cur,
+            &incremental(&[
+                ("segment.bytes", ConfigOp::Set, Some("1048576")),
+                ("retention.ms", ConfigOp::Delete, None),
+                (key, ConfigOp::Append, Some("0:0,1:0")),
+                (key, ConfigOp::Append, Some("1:0,2:0")),
+                (key, ConfigOp::Subtract, Some("0:0")),
+                ("min.insync.replicas", ConfigOp::Delete, None),
+            ]),
+            &d,
+        )
+        .unwrap();
+        let want: BTreeMap<String, String> =
+            [("segment.bytes", "1048576"), (key, "1:0,2:0")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        assert_eq!(next, want);
+        // APPEND starts from the default when the key is not set: cleanup.policy=delete.
+        let same = alter_configs(&BTreeMap::new(), &incremental(&[("cleanup.policy", ConfigOp::Append, Some("delete"))]), &d);
+        assert_eq!(same.unwrap().get("cleanup.policy").map(String::as_str), Some("delete"));
+    }
+
+    #[test]
+    fn topics_alter_configs_refuses_bad_changes() {
+        let d = LogConfig::default();
+        let none = BTreeMap::new();
+        let err = |a: ConfigAlteration| alter_configs(&none, &a, &d).unwrap_err();
+        assert!(matches!(err(incremental(&[("retention.ms", ConfigOp::Append, Some("5"))])), AlterError::NotAList { .. }));
+        assert!(matches!(err(incremental(&[("retention.ms", ConfigOp::Subtract, Some("5"))])), AlterError::NotAList { .. }));
+        assert!(matches!(err(incremental(&[("retention.ms", ConfigOp::Set, None)])), AlterError::MissingValue { .. }));
+        assert!(matches!(err(incremental(&[("nope", ConfigOp::Delete, None)])), AlterError::Topic(TopicError::UnknownConfig(_))));
+        assert!(matches!(err(incremental(&[("segment.bytes", ConfigOp::Set, Some("x"))])), AlterError::Topic(TopicError::InvalidConfig { .. })));
+        assert!(matches!(err(incremental(&[("cleanup.policy", ConfigOp::Append, Some("compact"))])), AlterError::Topic(TopicError::Compaction(_))));
+        let bad_list = incremental(&[("follower.replication.throttled.replicas", ConfigOp::Set, Some("0:x"))]);
+        assert!(matches!(err(bad_list), AlterError::Topic(TopicError::InvalidConfig { .. })));
+        assert!(matches!(err(ConfigAlteration::Replace(vec![("nope".into(), "1".into())])), AlterError::Topic(_)));
+    }
+
+    #[test]
+    fn topics_alter_configs_replace_drops_unnamed_keys() {
+        let mut cur = BTreeMap::new();
+        cur.insert("retention.ms".to_string(), "1000".to_string());
+        let next = alter_configs(&cur, &ConfigAlteration::Replace(vec![("segment.ms".into(), "60000".into())]), &LogConfig::default());
+        assert_eq!(next.unwrap().into_iter().collect::<Vec<_>>(), vec![("segment.ms".to_string(), "60000".to_string())]);
     }
 
     #[test]

@@ -16,7 +16,9 @@ const ADVERTISED: &[(i16, i16, i16)] = &[
     (21, 0, 2),  // DeleteRecords
     (22, 0, 4),  // InitProducerId
     (32, 1, 4),  // DescribeConfigs
+    (33, 0, 2),  // AlterConfigs
     (37, 0, 3),  // CreatePartitions
+    (44, 0, 1),  // IncrementalAlterConfigs
     (60, 0, 1),  // DescribeCluster
 ];
 

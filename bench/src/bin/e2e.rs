@@ -171,7 +171,7 @@ fn system_spec(name: &str, args: &Args) -> Result<SystemSpec, String> {
         };
         if !bin.exists() {
             return Err(format!(
-                "{} not found (build it with `cargo build --release -p riptide-broker`)",
+                "{} not found (build it with `cargo build --release -p riptide`)",
                 bin.display()
             ));
         }

@@ -17,6 +17,17 @@ pub enum ControllerCommand {
     CreateTopics { topics: Vec<TopicSpec>, validate_only: bool },
     DeleteTopics(Vec<String>),
     CreatePartitions { topics: Vec<PartitionCount>, validate_only: bool },
+    /// AlterConfigs / IncrementalAlterConfigs: each topic's config overrides change as one
+    /// (all of a topic's changes apply, or none).
+    AlterConfigs { topics: Vec<ConfigChange>, validate_only: bool },
+}
+
+/// One topic's config change. The new overrides are worked out on the controller, under its
+/// lock, from the table as it is then: concurrent changes to one topic do not lose each other.
+#[derive(Debug, Clone)]
+pub struct ConfigChange {
+    pub topic: String,
+    pub alteration: topics::ConfigAlteration,
 }
 
 #[derive(Debug, Clone)]
@@ -66,6 +77,7 @@ impl Shard {
             ControllerCommand::CreateTopics { topics, validate_only } => self.create_topics(topics, validate_only).await,
             ControllerCommand::DeleteTopics(names) => self.delete_topics(names).await,
             ControllerCommand::CreatePartitions { topics, validate_only } => self.create_partitions(topics, validate_only).await,
+            ControllerCommand::AlterConfigs { topics, validate_only } => self.alter_configs(topics, validate_only).await,
         }
     }
 
@@ -161,6 +173,50 @@ impl Shard {
         }
         if let Err(e) = self.commit(changes).await {
             fail_unpersisted(&mut results, &e);
+        }
+        results
+    }
+
+    /// New config overrides are persisted and broadcast as an `Upsert` of the topic: every
+    /// shard's table (DescribeConfigs, the config of partitions opened from then on) has them at
+    /// once. Logs already open keep the `LogConfig` they were opened with until the next open
+    /// (a restart): storage takes its config at `Log::open` only (see README, "Topic configs").
+    async fn alter_configs(self: &Rc<Self>, alterations: Vec<ConfigChange>, validate_only: bool) -> Vec<TopicResult> {
+        let mut results = Vec::with_capacity(alterations.len());
+        let mut changes = Vec::new();
+        for ConfigChange { topic: name, alteration } in alterations {
+            let Some(mut meta) = self.topic(&name) else {
+                let msg = format!("topic {name} does not exist");
+                results.push(TopicResult::failed(name, UNKNOWN_TOPIC_OR_PARTITION, Some(msg)));
+                continue;
+            };
+            match topics::alter_configs(&meta.configs, &alteration, &self.config.log) {
+                Err(e) => {
+                    let code = match &e {
+                        topics::AlterError::Topic(t) => from_topic(t),
+                        _ => INVALID_CONFIG,
+                    };
+                    results.push(TopicResult::failed(name, code, Some(e.to_string())));
+                }
+                Ok(configs) => {
+                    if !validate_only && configs != meta.configs {
+                        meta.configs = configs;
+                        changes.push(TopicChange::Upsert(meta));
+                    }
+                    results.push(TopicResult::ok(name));
+                }
+            }
+        }
+        let altered: Vec<String> = changes.iter().filter_map(|c| match c {
+            TopicChange::Upsert(m) => Some(m.name.clone()),
+            TopicChange::Delete(_) => None,
+        }).collect();
+        if let Err(e) = self.commit(changes).await {
+            fail_unpersisted(&mut results, &e);
+        } else {
+            for name in altered {
+                tracing::info!(topic = %name, "topic configs altered");
+            }
         }
         results
     }

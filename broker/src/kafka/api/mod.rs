@@ -1,6 +1,7 @@
 //! One module per Kafka API. `REGISTRY` lists them once: it drives both dispatch and the
 //! ApiVersions answer, so the two cannot drift.
 
+pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
@@ -9,6 +10,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod fetch;
+pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
@@ -80,6 +82,8 @@ pub const REGISTRY: &[Api] = &[
     describe_configs::API,
     create_partitions::API,
     describe_cluster::API,
+    alter_configs::API,
+    incremental_alter_configs::API,
 ];
 
 const KEY_SLOTS: usize = 128;
