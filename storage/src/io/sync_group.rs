@@ -202,8 +202,10 @@ impl SyncGroup {
     async fn round(&self, from: u64, to: u64) {
         let guard = RoundGuard { group: self };
         let syncer = self.syncer.clone();
+        let started = std::time::Instant::now();
         // syncfs blocks: run it off the executor thread.
         let result = glommio::executor().spawn_blocking(move || syncer.run()).await;
+        crate::stats::record_sync(started.elapsed());
         std::mem::forget(guard);
         self.rounds.set(self.rounds.get() + 1);
         let mut st = self.state.borrow_mut();
