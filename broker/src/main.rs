@@ -56,6 +56,8 @@ struct StartArgs {
     /// Create topics on first produce or metadata request [default: true]
     #[arg(long)]
     auto_create_topics: Option<bool>,
+    #[command(flatten)]
+    ops: config::OpsArgs,
 }
 
 impl From<StartArgs> for config::Overrides {
@@ -69,6 +71,7 @@ impl From<StartArgs> for config::Overrides {
             config: a.config,
             default_partitions: a.default_partitions,
             auto_create_topics: a.auto_create_topics,
+            ops: a.ops,
         }
     }
 }

@@ -1,8 +1,12 @@
-//! riptide-tuning: reads the host facts the broker's knobs depend on.
-//!
-//! Today it reports cores, memory and the locked-memory limit that io_uring needs, so the broker
-//! can log them and refuse clearly when the limit is too low. Disk and network measurement (an
-//! `iotune` equivalent that sets the knobs) is future work.
+//! riptide-tuning: the host facts the broker's knobs depend on, the knobs themselves
+//! (`resources`: sized from memory by default, or from an I/O properties file), and the two
+//! commands that look at the host: `riptide tune` (measures the data dir's device through the
+//! broker's own O_DIRECT path and writes the properties file) and `riptide check` (pass / warn /
+//! fail per host setting, with the command that fixes it).
+
+pub mod resources;
+
+pub use resources::{IoProperties, PropertiesError, Resources, Settings};
 
 use serde::Serialize;
 
