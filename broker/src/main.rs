@@ -22,6 +22,10 @@ enum Command {
     /// Benchmark helpers.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Measure the data dir's device and write the I/O properties file `start` reads.
+    Tune(tuning::cli::TuneArgs),
+    /// Check host settings (pass / warn / fail, with fixes); exit 0, 1 (warnings) or 2.
+    Check(tuning::cli::CheckArgs),
 }
 
 #[derive(Subcommand)]
@@ -94,6 +98,8 @@ fn main() {
         Command::Loadgen(args) => loadgen::cli::run_loadgen(args),
         Command::Sizing(args) => loadgen::cli::run_sizing(args),
         Command::Bench(BenchCommand::NullBroker(args)) => loadgen::cli::run_null_broker(args),
+        Command::Tune(args) => tuning::cli::run_tune(args),
+        Command::Check(args) => tuning::cli::run_check(args),
     };
     if let Err(e) = result {
         eprintln!("riptide: error: {e:#}");

@@ -4,7 +4,10 @@
 //! broker's own O_DIRECT path and writes the properties file) and `riptide check` (pass / warn /
 //! fail per host setting, with the command that fixes it).
 
+pub mod check;
+pub mod cli;
 pub mod resources;
+pub mod tune;
 
 pub use resources::{IoProperties, PropertiesError, Resources, Settings};
 

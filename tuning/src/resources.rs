@@ -176,29 +176,23 @@ impl IoProperties {
         Ok(())
     }
 
-    /// The file as `tune` writes it: a header, each setting with its meaning, the measurements.
+    /// The file as `tune` writes it: a header, what each key means, then the TOML.
     pub fn render(&self, header: &str) -> String {
-        let s = &self.settings;
         let mut out = String::new();
         for line in header.lines() {
             out.push_str(&format!("# {line}\n"));
         }
-        out.push_str("\n[settings]\n");
-        let mut put = |doc: &str, key: &str, v: Option<u64>| {
-            if let Some(v) = v {
-                out.push_str(&format!("# {doc}\n\"{key}\" = {v}\n"));
-            }
-        };
-        put("Largest single O_DIRECT write of a segment, bytes (multiple of 4096).", "storage.write.bytes", s.write_bytes.map(|v| v as u64));
-        put("glommio I/O memory per shard (DMA buffers), bytes.", "io.memory.bytes", s.io_memory_bytes.map(|v| v as u64));
-        put("glommio io_uring submission depth per shard (power of two).", "io.ring.depth", s.ring_depth.map(|v| v as u64));
-        put("Batch cache of one shard, bytes (each log at most 8 MiB of it).", "cache.bytes.per.shard", s.cache_bytes_per_shard);
-        put("Request bytes one shard holds at once (queued.max.request.bytes), at least socket.request.max.bytes.", "request.budget.bytes.per.shard", s.request_budget_bytes_per_shard);
-        if !self.measured.is_empty() {
-            let measured = toml::to_string(&self.measured).unwrap_or_default();
-            out.push_str("\n# What `riptide tune` measured (informational; `riptide start` does not read it).\n[measured]\n");
-            out.push_str(&measured);
-        }
+        out.push_str(concat!(
+            "#\n",
+            "# [settings] (read by `riptide start`; a missing key keeps its default):\n",
+            "#   storage.write.bytes             largest single O_DIRECT write of a segment (multiple of 4096)\n",
+            "#   io.memory.bytes                 glommio I/O memory (DMA buffers) per shard\n",
+            "#   io.ring.depth                   glommio io_uring submission depth per shard (power of two)\n",
+            "#   cache.bytes.per.shard           batch cache of one shard (each log at most 8 MiB of it)\n",
+            "#   request.budget.bytes.per.shard  request bytes one shard holds at once (>= socket.request.max.bytes)\n",
+            "# [measured] is what `riptide tune` saw; `riptide start` does not read it.\n\n",
+        ));
+        out.push_str(&toml::to_string(self).expect("properties serialize"));
         out
     }
 }
