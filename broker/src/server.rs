@@ -57,7 +57,7 @@ pub fn run_until(config: BrokerConfig, stop: Arc<AtomicBool>) -> anyhow::Result<
     if host.memlock_bytes.is_some_and(|limit| limit < io_memory_total) {
         tracing::warn!(
             memlock_bytes = ?host.memlock_bytes, io_memory_bytes = config.resources.io_memory_bytes, shards = config.shards,
-            "locked-memory limit below the shards' I/O memory: io_uring buffers are not registered (slower); raise `ulimit -l` or run as root"
+            "locked-memory limit below the shards' I/O memory: io_uring may not register their buffers (slower I/O); raise `ulimit -l`, or lower io.memory.bytes (riptide tune does)"
         );
     }
     let r = &config.resources;

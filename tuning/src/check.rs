@@ -94,7 +94,8 @@ pub struct Readings {
     /// `kernel.io_uring_disabled` (0, 1, 2) when the sysctl exists.
     pub io_uring_disabled: Option<u32>,
     pub root: bool,
-    /// RLIMIT_MEMLOCK soft limit, None = unlimited.
+    /// RLIMIT_MEMLOCK soft limit as `riptide start` will have it (after trying to lift it),
+    /// None = unlimited.
     pub memlock: Option<u64>,
     /// Locked memory the broker wants (shards x io memory), and its floor (glommio's minimum).
     pub memlock_wanted: u64,
@@ -155,7 +156,6 @@ fn memlock(r: &Readings) -> Finding {
     let fix = "ulimit -l unlimited  (systemd: LimitMEMLOCK=infinity)";
     match r.memlock {
         None => Finding::new(name, Status::Pass, "unlimited"),
-        Some(_) if r.root => Finding::new(name, Status::Pass, "root: riptide start lifts the limit itself"),
         Some(l) if l >= r.memlock_wanted => Finding::new(name, Status::Pass, format!("{} KiB (needs {} KiB)", l >> 10, r.memlock_wanted >> 10)),
         Some(l) if l >= r.memlock_min => Finding::new(
             name,
@@ -266,7 +266,7 @@ impl Readings {
             io_uring_disabled: read_trim(IO_URING_DISABLED).and_then(|s| s.parse().ok()),
             // SAFETY: geteuid has no preconditions.
             root: unsafe { libc::geteuid() } == 0,
-            memlock: rlimit(libc::RLIMIT_MEMLOCK).0,
+            memlock: crate::memlock_as_start_sees(),
             memlock_wanted: io_memory_bytes * shards as u64,
             memlock_min: crate::MEMLOCK_PER_SHARD_BYTES_MIN * shards as u64,
             nofile,
@@ -496,10 +496,6 @@ mod tests {
             let findings = evaluate(&r);
             assert_eq!(exit_code(&findings), if status == Status::Fail { 2 } else { 1 });
         }
-        let mut r = good();
-        r.memlock = Some(64 << 10);
-        r.root = true;
-        assert_eq!(status_of(&r, "memlock").status, Status::Pass, "root: start lifts the limit");
         let mut r = good();
         r.governors = vec![(0, "powersave".into()), (1, "powersave".into())];
         assert_eq!(status_of(&r, "cpu governor").changes.len(), 2, "--apply sets every cpu");

@@ -40,6 +40,16 @@ impl HostFacts {
     }
 }
 
+/// The locked-memory limit `riptide start` will run with: it tries to lift the limit to
+/// unlimited (which works as root with CAP_SYS_RESOURCE), else keeps it. Tried on this process
+/// only (nothing else changes); None = unlimited.
+pub fn memlock_as_start_sees() -> Option<u64> {
+    let unlimited = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: setrlimit reads the struct we pass; it only affects this process.
+    let _ = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
+    memlock_limit()
+}
+
 fn memory_bytes() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     parse_meminfo_total(&text)

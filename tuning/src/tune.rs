@@ -15,7 +15,8 @@
 //!   the best (the device's useful depth), times `RING_DEPTH_PER_DEVICE_DEPTH` (reads, writes of
 //!   many logs and sockets share the ring), as a power of two, at least glommio's 128.
 //! - `io.memory.bytes`: room for the writes in flight at that depth (write size x useful depth
-//!   x 4), at least glommio's 10 MiB, at most 256 MiB, and within the memlock limit per shard.
+//!   x 4), at least glommio's 10 MiB, at most 256 MiB, and within the memlock limit per shard
+//!   (as `start` will have it), so the buffers can be registered with io_uring.
 //! - `cache.bytes.per.shard`, `request.budget.bytes.per.shard`: the memory-sized defaults
 //!   (`Resources::from_memory`) for the shards `start` will run, written out explicitly.
 
@@ -134,7 +135,7 @@ pub fn measure(opts: &TuneOptions, progress: &dyn Progress) -> anyhow::Result<Me
         cores: facts.cores,
         numa_nodes: numa_nodes(),
         memory_bytes: facts.memory_bytes,
-        memlock_bytes: facts.memlock_bytes,
+        memlock_bytes: crate::memlock_as_start_sees(),
     };
     let points_total = 2 * BLOCK_SIZES.len() * QUEUE_DEPTHS.len() + 1;
     let share = opts.duration.div_f64(points_total as f64).max(Duration::from_millis(20));
@@ -253,9 +254,7 @@ pub fn choose(m: &Measurement, shards: usize, request_max_bytes: u64) -> Setting
         .unwrap_or(1);
     let ring_depth = (knee_depth * RING_DEPTH_PER_DEVICE_DEPTH).next_power_of_two().clamp(RING_DEPTH_DEFAULT, RING_DEPTH_MAX);
     let mut io_memory = (write_bytes * knee_depth * 4).clamp(IO_MEMORY_BYTES_DEFAULT, IO_MEMORY_BYTES_MAX);
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if let (Some(limit), false) = (m.host.memlock_bytes, root) {
+    if let Some(limit) = m.host.memlock_bytes {
         let per_shard = (limit / shards.max(1) as u64) as usize;
         io_memory = io_memory.min(per_shard).max(crate::resources::IO_MEMORY_BYTES_RANGE.0);
     }
