@@ -473,7 +473,8 @@ mod tests {
 
     #[test]
     fn check_each_rule_warns_or_fails_with_a_fix() {
-        let cases: Vec<(Box<dyn Fn(&mut Readings)>, &str, Status)> = vec![
+        type Case = (Box<dyn Fn(&mut Readings)>, &'static str, Status);
+        let cases: Vec<Case> = vec![
             (Box::new(|r| { r.io_uring = Err("Operation not permitted".into()); r.io_uring_disabled = Some(2) }), "io_uring", Status::Fail),
             (Box::new(|r| r.memlock = Some(8 << 20)), "memlock", Status::Warn),
             (Box::new(|r| r.memlock = Some(64 << 10)), "memlock", Status::Fail),

@@ -92,6 +92,9 @@ impl<'a> Family<'a> {
 
 const NO_LABELS: [(&str, &str); 0] = [];
 
+/// A series read off a struct: name, help, getter.
+type Series<T, V> = (&'static str, &'static str, fn(&T) -> V);
+
 fn single(e: &mut DescriptorEncoder, name: &str, help: &str, kind: MetricType, v: i64) -> Result<(), Error> {
     Family::new(e, name, help, kind)?.value(&NO_LABELS, v)
 }
@@ -110,7 +113,7 @@ impl Collector for MergedCollector {
         single(&mut e, "riptide_offline_partitions", "Partitions that cannot serve: log failed to open or poisoned (Kafka OfflinePartitionsCount).", Gauge, m.offline_partitions as i64)?;
 
         // ---- topics ----
-        let topic_series: [(&str, &str, fn(&super::Traffic) -> u64); 4] = [
+        let topic_series: [Series<super::Traffic, u64>; 4] = [
             ("riptide_kafka_bytes_in", "Record batch bytes appended (Kafka BytesInPerSec).", |t| t.bytes_in),
             ("riptide_kafka_messages_in", "Records appended (Kafka MessagesInPerSec).", |t| t.messages_in),
             ("riptide_kafka_bytes_out", "Record batch bytes sent to consumers (Kafka BytesOutPerSec).", |t| t.bytes_out),
@@ -187,7 +190,7 @@ impl Collector for MergedCollector {
             f.value(&[("topic", *topic)], *n as i64)?;
         }
         if m.per_partition {
-            let gauges: [(&str, &str, fn(&super::snapshot::LogGauges) -> i64); 4] = [
+            let gauges: [Series<super::snapshot::LogGauges, i64>; 4] = [
                 ("riptide_partition_log_start_offset", "First offset of the partition (Kafka LogStartOffset).", |l| l.log_start),
                 ("riptide_partition_log_end_offset", "Next offset to be assigned (Kafka LogEndOffset).", |l| l.log_end),
                 ("riptide_partition_high_watermark", "Offset below which consumers see data.", |l| l.high_watermark),
@@ -212,21 +215,21 @@ impl Collector for MergedCollector {
         }
         let mut f = Family::new(&mut e, "riptide_consumer_group_lag", "Messages between the high watermark and the group's committed offset, summed over the topic's partitions.", Gauge)?;
         for ((group, topic), (sum, _)) in &lag {
-            f.value(&[("group", *group), ("topic", *topic)], *sum as i64)?;
+            f.value(&[("group", *group), ("topic", *topic)], *sum)?;
         }
         let mut f = Family::new(&mut e, "riptide_consumer_group_lag_max", "Largest lag of one partition of the topic (the consumers' records-lag-max).", Gauge)?;
         for ((group, topic), (_, max)) in &lag {
-            f.value(&[("group", *group), ("topic", *topic)], *max as i64)?;
+            f.value(&[("group", *group), ("topic", *topic)], *max)?;
         }
         if m.per_partition {
             let mut f = Family::new(&mut e, "riptide_consumer_group_committed_offset", "The group's committed offset for the partition.", Gauge)?;
             for ((group, topic, partition), (committed, _)) in &m.groups {
-                f.value(&[("group", group.clone()), ("topic", topic.clone()), ("partition", partition.to_string())], *committed as i64)?;
+                f.value(&[("group", group.clone()), ("topic", topic.clone()), ("partition", partition.to_string())], *committed)?;
             }
             let mut f = Family::new(&mut e, "riptide_consumer_group_partition_lag", "High watermark minus the group's committed offset (kafka_exporter's kafka_consumergroup_lag).", Gauge)?;
             for ((group, topic, partition), (_, l)) in &m.groups {
                 if let Some(l) = l {
-                    f.value(&[("group", group.clone()), ("topic", topic.clone()), ("partition", partition.to_string())], *l as i64)?;
+                    f.value(&[("group", group.clone()), ("topic", topic.clone()), ("partition", partition.to_string())], *l)?;
                 }
             }
         }

@@ -70,8 +70,11 @@ pub struct ShardMetrics {
     produce_waiting: Cell<u64>,
     produce_waiting_bytes: Cell<u64>,
     /// group -> (topic, partition) -> committed offset.
-    groups: RefCell<BTreeMap<String, BTreeMap<(String, i32), i64>>>,
+    groups: RefCell<BTreeMap<String, GroupOffsets>>,
 }
+
+/// One group's committed offsets: (topic, partition) -> offset.
+type GroupOffsets = BTreeMap<(String, i32), i64>;
 
 thread_local! {
     static METRICS: ShardMetrics = ShardMetrics::default();
