@@ -5,11 +5,13 @@ what was sent. Also /health, and the per-partition series behind --metrics-per-p
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import time
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -181,6 +183,23 @@ def test_prometheus_scrapes_counters_that_match_the_traffic(broker_factory, prom
         assert name in names, f"{name} not in Prometheus: {sorted(names)}"
     assert not any("partition" in r["metric"] for r in series), "no per-partition series by default"
     assert all(t["health"] == "up" for t in prom.target_health())
+
+    # The Grafana dashboard's queries are valid PromQL over series the broker exports, and
+    # the throughput and latency panels show this traffic.
+    exported = {l.split()[2] for l in http_get(f"http://{broker.admin}/metrics")[1].splitlines() if l.startswith("# TYPE")}
+    dashboard = json.loads((Path(__file__).resolve().parents[2] / "ops" / "grafana" / "riptide-dashboard.json").read_text())
+    exprs = {t["expr"]: p["title"] for p in dashboard["panels"] for t in p.get("targets", [])}
+    assert len(exprs) >= 20
+    deadline = time.monotonic() + SCRAPE_WAIT_S  # rate() needs a few samples
+    while (prom.value("count_over_time(riptide_build_info[30s])") or 0) < 4 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    for expr, title in exprs.items():
+        for name in re.findall(r"\b(riptide_[a-z_]+)", expr):
+            family = re.sub(r"_(bucket|sum|count)$", "", name)
+            assert name in exported or family in exported, f"{title}: {name} is not exported"
+        result = prom.query(expr.replace("$job", ".*").replace("$__rate_interval", "30s"))
+        if title.startswith(("Bytes in", "Messages in", "Produce latency", "Requests per API")):
+            assert result, f"{title}: no data for {expr}"
 
 
 def test_error_codes_are_counted(broker):
