@@ -139,8 +139,14 @@ pub fn measure(opts: &TuneOptions, progress: &dyn Progress) -> anyhow::Result<Me
     };
     let points_total = 2 * BLOCK_SIZES.len() * QUEUE_DEPTHS.len() + 1;
     let share = opts.duration.div_f64(points_total as f64).max(Duration::from_millis(20));
-    let path = dir.join(format!(".riptide-tune-{}", std::process::id()));
-    let _cleanup = RemoveOnDrop(path.clone());
+    // The scratch file sits one directory down, as a partition's segments do: storage's DMA
+    // backend primes glommio's iopoll probe with a marker in the file's parent's parent (the
+    // data dir), which must be on the measured device. Both are removed afterwards.
+    let scratch_dir = dir.join(format!(".riptide-tune-{}", std::process::id()));
+    let marker = dir.join(storage::constants::DMA_PROBE_FILE);
+    let _cleanup = RemoveOnDrop { dir: scratch_dir.clone(), marker: (!marker.exists()).then_some(marker) };
+    std::fs::create_dir(&scratch_dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", scratch_dir.display()))?;
+    let path = scratch_dir.join("scratch");
     let file_bytes = opts.file_bytes.max(*BLOCK_SIZES.iter().max().unwrap() as u64 * 2);
     // The progress reporter is not Send: report from here, through a channel.
     let (tx, rx) = std::sync::mpsc::channel::<String>();
@@ -160,11 +166,18 @@ pub fn measure(opts: &TuneOptions, progress: &dyn Progress) -> anyhow::Result<Me
     Ok(Measurement { host, points, sync_rounds: syncs.len(), sync_p50_us: pct(0.5), sync_p99_us: pct(0.99) })
 }
 
-struct RemoveOnDrop(PathBuf);
+struct RemoveOnDrop {
+    dir: PathBuf,
+    /// The DMA probe marker, when `tune` created it.
+    marker: Option<PathBuf>,
+}
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(m) = &self.marker {
+            let _ = std::fs::remove_file(m);
+        }
     }
 }
 
