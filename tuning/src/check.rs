@@ -160,7 +160,7 @@ fn memlock(r: &Readings) -> Finding {
         Some(l) if l >= r.memlock_min => Finding::new(
             name,
             Status::Warn,
-            format!("{} KiB: below the shards' I/O memory ({} KiB), io_uring buffers are not registered", l >> 10, r.memlock_wanted >> 10),
+            format!("{} KiB: below the shards' I/O memory ({} KiB): io_uring may not register their buffers", l >> 10, r.memlock_wanted >> 10),
         )
         .fix(fix),
         Some(l) => Finding::new(name, Status::Fail, format!("{} KiB: riptide start refuses below {} KiB", l >> 10, r.memlock_min >> 10)).fix(fix),
