@@ -42,6 +42,8 @@ command -v make >/dev/null 2>&1 || need+=(make)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 [ -f /usr/include/zlib.h ] || need+=(zlib1g-dev)
 command -v valgrind >/dev/null 2>&1 || need+=(valgrind)
+# The metrics test scrapes the broker with a real Prometheus (started by the test, on loopback).
+command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 if [ "${#need[@]}" -gt 0 ]; then
     apt_install "${need[@]}"
 fi

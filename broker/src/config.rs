@@ -31,6 +31,12 @@ pub struct BrokerConfig {
     pub sync_override: Option<storage::io::Syncer>,
     /// Connection timeouts (`request.read.timeout.ms`, `connections.max.idle.ms`).
     pub net: NetConfig,
+    /// The admin HTTP endpoint (/metrics, /health); None = off.
+    pub admin: Option<SocketAddr>,
+    /// Per-partition metric series (off: per topic only).
+    pub metrics_per_partition: bool,
+    /// Memory and I/O knobs: sized from memory, or from the I/O properties file.
+    pub resources: tuning::Resources,
 }
 
 /// Per-connection time limits.
@@ -62,6 +68,8 @@ pub enum ConfigError {
     Invalid { key: &'static str, expected: &'static str, value: String },
     #[error("bad {key} address {value:?}: {reason}")]
     Address { key: &'static str, value: String, reason: String },
+    #[error(transparent)]
+    Properties(#[from] tuning::PropertiesError),
 }
 
 /// The `--config FILE` format. Every key is optional; names follow Kafka's where one exists.
@@ -95,6 +103,12 @@ pub struct FileConfig {
     /// Bytes of each shard's journal (ring of files preallocated in the data dir).
     #[serde(rename = "log.journal.bytes")]
     pub journal_bytes: Option<i64>,
+    /// HOST:PORT of the admin endpoint, or `none`.
+    pub admin: Option<String>,
+    #[serde(rename = "metrics.per.partition")]
+    pub metrics_per_partition: Option<bool>,
+    /// The I/O properties file written by `riptide tune`.
+    pub io_properties: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -119,6 +133,18 @@ pub struct Overrides {
     pub config: Option<PathBuf>,
     pub default_partitions: Option<i32>,
     pub auto_create_topics: Option<bool>,
+    pub ops: OpsArgs,
+}
+
+/// `riptide start`'s operations flags (the CLI crate parses them).
+#[derive(Debug, Default, Clone)]
+pub struct OpsArgs {
+    /// Admin HTTP endpoint serving /metrics and /health, HOST:PORT or `none`.
+    pub admin: Option<String>,
+    /// Also export per-partition metric series.
+    pub metrics_per_partition: bool,
+    /// I/O properties file written by `riptide tune`.
+    pub io_properties: Option<PathBuf>,
 }
 
 /// Reads the `--config` file, if any, and merges it with the command line.
@@ -155,12 +181,31 @@ pub fn build_config(args: Overrides, file: FileConfig) -> Result<BrokerConfig, C
         // A request larger than the shard's budget could never be read.
         return Err(invalid("socket.request.max.bytes", "at most 536870912 (the shard's request budget)", socket_request_max_bytes));
     }
+    let data_dir = args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from(DATA_DIR_DEFAULT));
+    let admin = match args.ops.admin.or(file.admin).unwrap_or_else(|| ADMIN_DEFAULT.to_string()) {
+        a if a == "none" => None,
+        a => Some(parse_address("admin", &a)?),
+    };
+    let memory = tuning::HostFacts::probe().memory_bytes;
+    let mut resources = tuning::Resources::from_memory(memory, shards, socket_request_max_bytes as u64);
+    let default_props = data_dir.join(tuning::resources::IO_PROPERTIES_FILE);
+    let props_path = args.ops.io_properties.or(file.io_properties).or_else(|| default_props.exists().then_some(default_props));
+    if let Some(path) = props_path {
+        resources = resources.with(&tuning::IoProperties::load(&path)?, &path);
+    }
+    if (socket_request_max_bytes as u64) > resources.request_budget_bytes {
+        return Err(ConfigError::Invalid {
+            key: "socket.request.max.bytes",
+            expected: "at most request.budget.bytes.per.shard (a larger request could never be read)",
+            value: format!("{socket_request_max_bytes} > {}", resources.request_budget_bytes),
+        });
+    }
     Ok(BrokerConfig {
         node_id: args.node_id.or(file.node_id).unwrap_or(0),
         listen,
         advertised_host,
         advertised_port,
-        data_dir: args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from(DATA_DIR_DEFAULT)),
+        data_dir,
         shards,
         auto_create_topics: args.auto_create_topics.or(file.auto_create_topics).unwrap_or(true),
         default_partitions,
@@ -169,6 +214,9 @@ pub fn build_config(args: Overrides, file: FileConfig) -> Result<BrokerConfig, C
         log,
         net,
         sync_override: None,
+        admin,
+        metrics_per_partition: args.ops.metrics_per_partition || file.metrics_per_partition.unwrap_or(false),
+        resources,
     })
 }
 
@@ -245,8 +293,12 @@ pub fn parse_flush(value: &str) -> Result<FlushPolicy, ConfigError> {
 
 /// Splits `host:port`, resolving it for listening.
 pub fn parse_listen(value: &str) -> Result<SocketAddr, ConfigError> {
+    parse_address("listen", value)
+}
+
+fn parse_address(key: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
     use std::net::ToSocketAddrs;
-    let bad = |reason: String| ConfigError::Address { key: "listen", value: value.into(), reason };
+    let bad = |reason: String| ConfigError::Address { key, value: value.into(), reason };
     value.to_socket_addrs().map_err(|e| bad(e.to_string()))?.next().ok_or_else(|| bad("resolves to nothing".into()))
 }
 
@@ -287,6 +339,41 @@ mod tests {
         assert_eq!(c.log.retention_bytes, None);
         assert_eq!(c.net.request_read_timeout, Duration::from_millis(30_000));
         assert_eq!(c.net.connections_max_idle, Duration::from_millis(600_000));
+        assert_eq!(c.admin, Some("127.0.0.1:9644".parse().unwrap()));
+        assert!(!c.metrics_per_partition);
+        let memory = tuning::HostFacts::probe().memory_bytes;
+        assert_eq!(c.resources, tuning::Resources::from_memory(memory, c.shards, 104_857_600), "sized from memory");
+    }
+
+    #[test]
+    fn config_admin_endpoint_and_metrics_flag() {
+        let c = from_toml("admin = \"127.0.0.1:19644\"\n\"metrics.per.partition\" = true").unwrap();
+        assert_eq!((c.admin, c.metrics_per_partition), (Some("127.0.0.1:19644".parse().unwrap()), true));
+        assert_eq!(from_toml("admin = \"none\"").unwrap().admin, None);
+        let args = Overrides { ops: OpsArgs { admin: Some("none".into()), ..OpsArgs::default() }, ..Overrides::default() };
+        assert_eq!(build_config(args, FileConfig::parse("admin = \"127.0.0.1:1\"").unwrap()).unwrap().admin, None, "the flag wins");
+        assert!(error_of("admin = \"nowhere\"").contains("admin"));
+    }
+
+    #[test]
+    fn config_io_properties_file_sets_the_knobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("io.toml");
+        std::fs::write(&path, "[settings]\n\"io.ring.depth\" = 512\n\"request.budget.bytes.per.shard\" = 209715200\n").unwrap();
+        let c = from_toml(&format!("io-properties = {:?}", path.display().to_string())).unwrap();
+        assert_eq!((c.resources.ring_depth, c.resources.request_budget_bytes), (512, 200 << 20));
+        // Found in the data dir without being named.
+        std::fs::write(dir.path().join("io-properties.toml"), "[settings]\n\"io.memory.bytes\" = 33554432\n").unwrap();
+        let c = from_toml(&format!("data-dir = {:?}", dir.path().display().to_string())).unwrap();
+        assert_eq!(c.resources.io_memory_bytes, 32 << 20);
+        // A budget smaller than the largest request is refused, naming both.
+        std::fs::write(&path, "[settings]\n\"request.budget.bytes.per.shard\" = 10485760\n").unwrap();
+        let e = error_of(&format!("io-properties = {:?}", path.display().to_string()));
+        assert!(e.contains("socket.request.max.bytes") && e.contains("request.budget.bytes.per.shard"), "{e}");
+        // A malformed file names its bad key.
+        std::fs::write(&path, "[settings]\n\"io.ring.dept\" = 512\n").unwrap();
+        let e = error_of(&format!("io-properties = {:?}", path.display().to_string()));
+        assert!(e.contains("io.ring.dept") && e.contains("io.toml"), "{e}");
     }
 
     #[test]

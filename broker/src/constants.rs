@@ -2,6 +2,8 @@
 
 /// Default listen address of `riptide start`.
 pub const LISTEN_DEFAULT: &str = "127.0.0.1:9092";
+/// Default admin endpoint (/metrics, /health) of `riptide start`: Redpanda's admin port.
+pub const ADMIN_DEFAULT: &str = "127.0.0.1:9644";
 /// Default data directory of `riptide start`.
 pub const DATA_DIR_DEFAULT: &str = "./riptide-data";
 /// Largest request frame accepted (`socket.request.max.bytes`, Kafka's default 100 MiB).
@@ -12,12 +14,10 @@ pub const SOCKET_REQUEST_BYTES_MAX: usize = 100 * 1024 * 1024;
 /// window (8) left requests queued in socket buffers for 100+ ms. Memory stays bounded by
 /// `SHARD_REQUEST_BYTES_IN_FLIGHT_MAX`, not by this count.
 pub const CONNECTION_IN_FLIGHT_MAX: usize = 1024;
-/// Request bytes one shard holds at once across all its connections (Kafka's
-/// `queued.max.request.bytes`): readers wait for room before reading a request body.
-pub const SHARD_REQUEST_BYTES_IN_FLIGHT_MAX: u64 = 512 * 1024 * 1024;
-/// Memory for recently written batches (tailing consumers read them without disk I/O), shared
-/// by all logs of a shard.
-pub const SHARD_BATCH_CACHE_BYTES: usize = 256 * 1024 * 1024;
+/// Largest request budget of one shard (Kafka's `queued.max.request.bytes`): readers wait for
+/// room before reading more of a request. The budget itself is sized from memory
+/// (`tuning::Resources`, `request.budget.bytes.per.shard`), at most this much by default.
+pub const SHARD_REQUEST_BYTES_IN_FLIGHT_MAX: u64 = tuning::resources::REQUEST_BUDGET_BYTES_PER_SHARD_MAX;
 /// Upper bound of one log's share of the cache.
 pub const LOG_BATCH_CACHE_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// Connections one shard serves at once; more are accepted and closed with a log line.

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod constants;
 pub mod kafka;
+pub mod metrics;
 pub mod partition_dirs;
 pub mod port;
 pub mod producer_ids;

@@ -53,6 +53,30 @@ pub fn run_until(config: BrokerConfig, stop: Arc<AtomicBool>) -> anyhow::Result<
             host.memlock_bytes, config.shards, tuning::MEMLOCK_PER_SHARD_BYTES_MIN
         );
     }
+    let io_memory_total = config.resources.io_memory_bytes as u64 * config.shards as u64;
+    if host.memlock_bytes.is_some_and(|limit| limit < io_memory_total) {
+        tracing::warn!(
+            memlock_bytes = ?host.memlock_bytes, io_memory_bytes = config.resources.io_memory_bytes, shards = config.shards,
+            "locked-memory limit below the shards' I/O memory: io_uring may not register their buffers (slower I/O); raise `ulimit -l`, or lower io.memory.bytes (riptide tune does)"
+        );
+    }
+    let r = &config.resources;
+    tracing::info!(
+        write_bytes = r.write_bytes, io_memory_bytes = r.io_memory_bytes, ring_depth = r.ring_depth,
+        cache_bytes_per_shard = r.cache_bytes, request_budget_bytes_per_shard = r.request_budget_bytes, source = %r.source, "resources"
+    );
+    // The admin endpoint is bound before the shards start: a taken port fails start-up at once.
+    let (collector, inboxes) = crate::metrics::collect::channels(config.shards, config.metrics_per_partition, config.data_dir.clone(), config.node_id);
+    let _admin = match config.admin {
+        Some(addr) => {
+            let listener = std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on the admin address {addr} (--admin, or `none`)"))?;
+            let handler = Arc::new(crate::metrics::admin::BrokerAdmin { collector: collector.clone() });
+            let server = crate::metrics::admin::AdminServer::start(listener, handler).context("starting the admin endpoint")?;
+            tracing::info!(admin = %server.local_addr(), "admin endpoint: /metrics, /health");
+            Some(server)
+        }
+        None => None,
+    };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let placement = if config.shards <= cores {
         PoolPlacement::MaxSpread(config.shards, None)
@@ -67,10 +91,14 @@ pub fn run_until(config: BrokerConfig, stop: Arc<AtomicBool>) -> anyhow::Result<
     let meshes = Meshes::new(config.shards);
     let startup = Arc::new(crate::shard::journal::StartupBarrier::new(config.shards));
     let stop_all = stop.clone();
+    let (io_memory, ring_depth) = (config.resources.io_memory_bytes, config.resources.ring_depth);
+    let boot = ShardBoot { config, cluster_id, table, producer_ids, metrics: ShardMetricsLinks { collector, inboxes } };
     let handles = LocalExecutorPoolBuilder::new(placement)
         .name("riptide-shard")
+        .io_memory(io_memory)
+        .ring_depth(ring_depth)
         .on_all_shards(move || async move {
-            let result = shard_main(config, cluster_id, table, meshes, producer_ids, &startup, stop.clone()).await;
+            let result = shard_main(boot, meshes, &startup, stop.clone()).await;
             if let Err(e) = &result {
                 tracing::error!("shard failed: {e:#}");
                 startup.abort();
@@ -95,16 +123,32 @@ pub fn run_until(config: BrokerConfig, stop: Arc<AtomicBool>) -> anyhow::Result<
     Ok(())
 }
 
-async fn shard_main(
+/// What every shard starts from; each shard gets its own clone.
+#[derive(Clone)]
+struct ShardBoot {
     config: BrokerConfig,
     cluster_id: String,
     table: TopicTable,
-    meshes: Meshes,
     producer_ids: crate::producer_ids::ProducerIdRange,
+    metrics: ShardMetricsLinks,
+}
+
+/// What a shard needs to answer scrapes: the collector (to say it is up) and its inbox.
+#[derive(Clone)]
+struct ShardMetricsLinks {
+    collector: Arc<crate::metrics::collect::Collector>,
+    inboxes: Arc<crate::metrics::collect::Inboxes>,
+}
+
+async fn shard_main(
+    boot: ShardBoot,
+    meshes: Meshes,
     startup: &crate::shard::journal::StartupBarrier,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
+    let ShardBoot { config, cluster_id, table, producer_ids, metrics } = boot;
     let (router, inbound) = meshes.join().await?;
+    crate::metrics::set_per_partition(config.metrics_per_partition);
     let listen = config.listen;
     let shard = Shard::open(config, cluster_id, table, router, producer_ids, startup).await?;
     shard.serve_inbound(inbound);
@@ -112,6 +156,10 @@ async fn shard_main(
     let listener = glommio::net::TcpListener::bind(listen)
         .map_err(|e| anyhow::anyhow!("shard {} cannot listen on {listen}: {e}", shard.id))?;
     tracing::info!(shard = shard.id, %listen, "shard ready");
+    if let Some(inbox) = metrics.inboxes.take(shard.id) {
+        glommio::spawn_local(crate::metrics::collect::serve(shard.clone(), inbox)).detach();
+        metrics.collector.set_up(shard.id, true);
+    }
     glommio::spawn_local(crate::shard::retention::retention_loop(shard.clone())).detach();
     let budget = RequestBudget::new(shard.request_budget.clone());
     let accept = accept_loop(shard.clone(), registry, budget, listener).boxed_local();
@@ -122,6 +170,7 @@ async fn shard_main(
     }
     .boxed_local();
     select(accept, stopped).await;
+    metrics.collector.set_up(shard.id, false);
     tracing::info!(shard = shard.id, "stopping: flushing logs");
     shard.close_all().await;
     Ok(())
@@ -139,8 +188,10 @@ async fn accept_loop(shard: Rc<Shard>, registry: Rc<Registry>, budget: Rc<Reques
         };
         if shard.connections.get() >= SHARD_CONNECTIONS_MAX {
             tracing::warn!(shard = shard.id, limit = SHARD_CONNECTIONS_MAX, "connection limit reached, refusing a client");
+            crate::metrics::connection_refused();
             continue;
         }
+        crate::metrics::connection_accepted();
         let _ = stream.set_nodelay(true);
         let peer = stream.peer_addr().ok();
         let (shard, registry, budget) = (shard.clone(), registry.clone(), budget.clone());

@@ -25,8 +25,10 @@ enum Command {
     Group(group::GroupArgs),
     /// Cluster information.
     Cluster(cluster::ClusterArgs),
-    // Host checks and tuning (`riptide tune`, `riptide check`, on the tuning crate) go here,
-    // each as one variant and one arm in `main` below.
+    /// Measure the data dir's device and write the I/O properties file `start` reads.
+    Tune(tuning::cli::TuneArgs),
+    /// Check host settings (pass / warn / fail, with fixes); exit 0, 1 (warnings) or 2.
+    Check(tuning::cli::CheckArgs),
     /// Drive any Kafka-compatible cluster with a workload and report throughput and latency.
     Loadgen(loadgen::cli::LoadgenArgs),
     /// Turn measured per-broker throughput into the number of brokers a target ingress needs.
@@ -55,10 +57,12 @@ fn main() {
     let client = |r: Result<(), CliError>| r.map_err(|e| (e.exit_code(), e.to_string()));
     let server = |r: anyhow::Result<()>| r.map_err(|e| (1, format!("{e:#}")));
     let result = match cli.command {
-        Command::Start(_) | Command::Loadgen(_) | Command::Sizing(_) | Command::Bench(_) => {
+        Command::Start(_) | Command::Loadgen(_) | Command::Sizing(_) | Command::Bench(_) | Command::Tune(_) | Command::Check(_) => {
             init_logging("info");
             match cli.command {
                 Command::Start(args) => server(start::run(args)),
+                Command::Tune(args) => server(tuning::cli::run_tune(args)),
+                Command::Check(args) => server(tuning::cli::run_check(args)),
                 Command::Loadgen(args) => server(loadgen::cli::run_loadgen(args)),
                 Command::Sizing(args) => server(loadgen::cli::run_sizing(args)),
                 Command::Bench(BenchCommand::NullBroker(args)) => server(loadgen::cli::run_null_broker(args)),

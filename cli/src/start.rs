@@ -29,6 +29,15 @@ pub struct StartArgs {
     /// Create topics on first produce or metadata request [default: true]
     #[arg(long)]
     auto_create_topics: Option<bool>,
+    /// Admin HTTP endpoint serving /metrics and /health, HOST:PORT or `none` [default: 127.0.0.1:9644]
+    #[arg(long)]
+    admin: Option<String>,
+    /// Also export per-partition metric series (offsets, sizes, traffic, group lag)
+    #[arg(long)]
+    metrics_per_partition: bool,
+    /// I/O properties file written by `riptide tune` [default: DATA_DIR/io-properties.toml if present]
+    #[arg(long)]
+    io_properties: Option<PathBuf>,
 }
 
 impl From<StartArgs> for config::Overrides {
@@ -42,6 +51,7 @@ impl From<StartArgs> for config::Overrides {
             config: a.config,
             default_partitions: a.default_partitions,
             auto_create_topics: a.auto_create_topics,
+            ops: config::OpsArgs { admin: a.admin, metrics_per_partition: a.metrics_per_partition, io_properties: a.io_properties },
         }
     }
 }

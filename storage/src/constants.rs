@@ -36,6 +36,10 @@ pub const LOG_FLUSH_DELAY_MS: u64 = 2_000;
 pub const LOG_SYNC_INTERVAL_MS: u64 = 2_000;
 /// Segment writes in progress at once per shard (the others wait their turn).
 pub const SEGMENT_WRITES_CONCURRENT: u64 = 2;
+/// A syncfs round's leader waits this long before starting it, so that syncs asked for within
+/// the window (logs finishing their segment writes one after another) share the round. Acks
+/// never wait on these rounds (the journal's fdatasync makes them durable).
+pub const SYNC_GROUP_GATHER_US: u64 = 1_000;
 /// After a segment write failed for want of space, the next try comes this much later.
 pub const LOG_DISK_FULL_RETRY_MS: u64 = 500;
 

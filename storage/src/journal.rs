@@ -774,7 +774,7 @@ async fn round<B: IoBackend>(inner: &Rc<JournalInner<B>>, work: Vec<Pending>) ->
     };
     let mut total = 0u64;
     for (w, file) in writes.iter().zip(&files) {
-        total += write_padded(&**file, w, align, inner.config.write_bytes_max).await?;
+        total += write_padded(&**file, w, align, inner.config.write_bytes_max.min(file.max_write_bytes())).await?;
     }
     inner.rounds.set(inner.rounds.get() + 1);
     inner.bytes_written.set(inner.bytes_written.get() + total);

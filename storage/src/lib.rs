@@ -22,6 +22,7 @@ pub mod segment;
 pub mod segment_appender;
 pub mod segment_index;
 pub mod segment_reader;
+pub mod stats;
 
 pub use batch::{validate_batches, BatchHeader};
 pub use config::{Durability, FlushPolicy, LogConfig};

@@ -377,6 +377,11 @@ impl<B: IoBackend> Log<B> {
         self.inner.state.borrow().segments.keys().copied().collect()
     }
 
+    /// Bytes in the log's segments (their logical sizes; reserved space not counted).
+    pub fn size_bytes(&self) -> u64 {
+        self.inner.state.borrow().segments.values().map(|s| s.size()).sum()
+    }
+
     /// Bytes in memory not yet written to the segment files.
     pub fn write_queue_bytes(&self) -> usize {
         self.inner.state.borrow().unflushed_bytes
@@ -698,7 +703,9 @@ impl<B: IoBackend> LogInner<B> {
         if offset >= hw {
             return Ok(result);
         }
-        if let Some(batches) = self.cache.borrow().read(offset, hw, max_bytes) {
+        let cached = self.cache.borrow().read(offset, hw, max_bytes);
+        crate::stats::record_cache(cached.is_some());
+        if let Some(batches) = cached {
             result.batches = batches;
             return Ok(result);
         }

@@ -13,7 +13,6 @@ use bytes::Bytes;
 
 use crate::batch::BatchHeader;
 
-use crate::constants::WRITE_CHUNK_BYTES_MAX;
 use crate::error::{Error, Result};
 use crate::io::{align_down, align_up, IoBuf, IoFile};
 use crate::segment::Segment;
@@ -140,7 +139,7 @@ impl<F: IoFile> SegmentAppender<F> {
     }
 
     /// Writes every staged batch. The byte stream `tail + staged batches` is cut at block-aligned
-    /// positions into pieces of at most `WRITE_CHUNK_BYTES_MAX`; pieces never overlap, so they are
+    /// positions into pieces of at most `IoFile::max_write_bytes`; pieces never overlap, so they are
     /// submitted concurrently; only the last one is zero-padded. Returns bytes appended.
     /// Does not fsync.
     pub async fn write_staged(&mut self) -> Result<u64> {
@@ -153,7 +152,8 @@ impl<F: IoFile> SegmentAppender<F> {
         let start = align_down(self.file_end, align);
         let used = self.tail.len() + appended as usize;
         let padded = align_up(used as u64, align) as usize;
-        debug_assert_eq!(WRITE_CHUNK_BYTES_MAX as u64 % align, 0);
+        let chunk = file.max_write_bytes();
+        debug_assert_eq!(chunk as u64 % align, 0);
         // On any error below the staged batches stay staged (and counted) until the caller
         // discards them or poisons the log.
         self.ensure_allocated(start + padded as u64).await?;
@@ -164,7 +164,7 @@ impl<F: IoFile> SegmentAppender<F> {
         let mut new_tail = Vec::new();
         let mut at = 0usize;
         while at < padded {
-            let len = (padded - at).min(WRITE_CHUNK_BYTES_MAX);
+            let len = (padded - at).min(chunk);
             let mut buf = file.alloc_buf(len);
             let slice = buf.as_mut_slice();
             let mut filled = 0;

@@ -109,6 +109,8 @@ class Broker:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.host = "127.0.0.1"
+        # Each broker gets its own admin port (the default 9644 would collide between brokers).
+        self.admin_port = free_port()
         self.proc: subprocess.Popen | None = None
         self.generation = 0
         self.log_paths: list[Path] = []
@@ -118,6 +120,11 @@ class Broker:
     @property
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def admin(self) -> str:
+        """HOST:PORT of the admin endpoint (/metrics, /health)."""
+        return f"{self.host}:{self.admin_port}"
 
     @property
     def persistent(self) -> bool:
@@ -135,6 +142,8 @@ class Broker:
             ]
             if self.config is not None:
                 cmd += ["--config", str(self.write_config())]
+            if "--admin" not in self.extra_args and "admin" not in (self.config or {}):
+                cmd += ["--admin", self.admin]
             return cmd + self.extra_args
         if self.kind == "tansu":
             binary = os.environ.get("TANSU_BIN", str(DEFAULT_TANSU))

@@ -1,8 +1,15 @@
-//! riptide-tuning: reads the host facts the broker's knobs depend on.
-//!
-//! Today it reports cores, memory and the locked-memory limit that io_uring needs, so the broker
-//! can log them and refuse clearly when the limit is too low. Disk and network measurement (an
-//! `iotune` equivalent that sets the knobs) is future work.
+//! riptide-tuning: the host facts the broker's knobs depend on, the knobs themselves
+//! (`resources`: sized from memory by default, or from an I/O properties file), and the two
+//! commands that look at the host: `riptide tune` (measures the data dir's device through the
+//! broker's own O_DIRECT path and writes the properties file) and `riptide check` (pass / warn /
+//! fail per host setting, with the command that fixes it).
+
+pub mod check;
+pub mod cli;
+pub mod resources;
+pub mod tune;
+
+pub use resources::{IoProperties, PropertiesError, Resources, Settings};
 
 use serde::Serialize;
 
@@ -31,6 +38,16 @@ impl HostFacts {
     pub fn memlock_fits(&self, shards: usize) -> bool {
         self.memlock_bytes.is_none_or(|limit| limit >= MEMLOCK_PER_SHARD_BYTES_MIN * shards as u64)
     }
+}
+
+/// The locked-memory limit `riptide start` will run with: it tries to lift the limit to
+/// unlimited (which works as root with CAP_SYS_RESOURCE), else keeps it. Tried on this process
+/// only (nothing else changes); None = unlimited.
+pub fn memlock_as_start_sees() -> Option<u64> {
+    let unlimited = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: setrlimit reads the struct we pass; it only affects this process.
+    let _ = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
+    memlock_limit()
 }
 
 fn memory_bytes() -> Option<u64> {

@@ -70,6 +70,9 @@ struct Args {
     /// Override the consumer count of every run (0: producers only, as against the ceiling).
     #[arg(long)]
     consumers: Option<u32>,
+    /// I/O properties file for the `riptide-<n>-tuned` systems (written by `riptide tune`).
+    #[arg(long)]
+    riptide_io_properties: Option<PathBuf>,
     /// Skip the raw disk reference.
     #[arg(long)]
     no_disk: bool,
@@ -157,13 +160,14 @@ fn system_spec(name: &str, args: &Args) -> Result<SystemSpec, String> {
         });
     }
     if let Some(rest) = name.strip_prefix("riptide-") {
-        let (old, shards) = match rest.strip_prefix("old-") {
-            Some(shards) => (true, shards),
+        let (old, rest) = match rest.strip_prefix("old-") {
+            Some(rest) => (true, rest),
             None => (false, rest),
         };
+        let (shards, variant) = rest.split_once('-').unwrap_or((rest, ""));
         let shards: u32 = shards
             .parse()
-            .map_err(|_| format!("bad system name {name:?}: use riptide-<shards> or riptide-old-<shards>"))?;
+            .map_err(|_| format!("bad system name {name:?}: use riptide-<shards>[-tuned|-scraped] or riptide-old-<shards>"))?;
         let bin = if old {
             args.riptide_old_bin.clone().ok_or("riptide-old-N needs --riptide-old-bin")?
         } else {
@@ -175,18 +179,39 @@ fn system_spec(name: &str, args: &Args) -> Result<SystemSpec, String> {
                 bin.display()
             ));
         }
+        let mut start_args: Vec<String> = vec![
+            "start".into(),
+            "--data-dir".into(),
+            "{data_dir}".into(),
+            "--listen".into(),
+            "127.0.0.1:{port}".into(),
+            "--shards".into(),
+            shards.to_string(),
+        ];
+        // The admin endpoint is off unless scraped (the default port could be taken); a data
+        // dir is fresh, so defaults are the memory-sized ones unless a properties file is given.
+        match variant {
+            // An older binary may not know the flags below.
+            _ if old => {}
+            "" => start_args.extend(["--admin".into(), "none".into()]),
+            "tuned" => {
+                let props = args.riptide_io_properties.clone().ok_or("riptide-<n>-tuned needs --riptide-io-properties FILE (from riptide tune --write)")?;
+                start_args.extend(["--admin".into(), "none".into(), "--io-properties".into(), props.display().to_string()]);
+            }
+            "scraped" => {
+                let port = systems::free_port().map_err(|e| e.to_string())?;
+                start_args.extend(["--admin".into(), format!("127.0.0.1:{port}")]);
+            }
+            other => return Err(format!("unknown riptide variant {other:?}: tuned or scraped")),
+        }
         return Ok(SystemSpec {
-            name: if old { format!("riptide-old-shards-{shards}") } else { format!("riptide-shards-{shards}") },
+            name: match (old, variant) {
+                (true, _) => format!("riptide-old-shards-{shards}"),
+                (false, "") => format!("riptide-shards-{shards}"),
+                (false, v) => format!("riptide-shards-{shards}-{v}"),
+            },
             program: bin,
-            args: vec![
-                "start".into(),
-                "--data-dir".into(),
-                "{data_dir}".into(),
-                "--listen".into(),
-                "127.0.0.1:{port}".into(),
-                "--shards".into(),
-                shards.to_string(),
-            ],
+            args: start_args,
             needs_data_dir: true,
         });
     }
@@ -225,7 +250,16 @@ fn run_system(spec: &SystemSpec, workload: &Workload, data_root: &Path, out: &Pa
             d.push((edge, disk));
         }
     })));
+    // `-scraped` systems: GET /metrics every second for the whole run, as Prometheus would.
+    let scraper = spec.name.ends_with("-scraped").then(|| {
+        let admin = spec.args.iter().skip_while(|a| *a != "--admin").nth(1).cloned().unwrap_or_default();
+        Scraper::start(admin)
+    });
     let result = run_workload(workload, &opts);
+    if let Some(s) = scraper {
+        let (scrapes, bytes, failed) = s.stop();
+        eprintln!("== {}: {scrapes} scrapes of /metrics ({bytes} bytes), {failed} failed", spec.name);
+    }
     let (cpu_s, wall_s) = window_cpu(&edges.lock().map(|e| e.clone()).unwrap_or_default());
     let (disk_writes, disk_bytes) = window_disk(&disk_edges.lock().map(|e| e.clone()).unwrap_or_default());
     let alive = running.is_alive();
@@ -273,6 +307,48 @@ fn window_disk(edges: &[(WindowEdge, DiskCounters)]) -> (u64, u64) {
         }
     }
     (writes, bytes)
+}
+
+/// Scrapes an admin endpoint's /metrics once a second until stopped.
+struct Scraper {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(u64, u64, u64)>,
+}
+
+impl Scraper {
+    fn start(addr: String) -> Scraper {
+        use std::io::{Read, Write};
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let (mut ok, mut bytes, mut failed) = (0u64, 0u64, 0u64);
+            while !stop2.load(std::sync::atomic::Ordering::SeqCst) {
+                let t = Instant::now();
+                let got = std::net::TcpStream::connect(&addr).and_then(|mut s| {
+                    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+                    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\n\r\n")?;
+                    let mut body = Vec::new();
+                    s.read_to_end(&mut body)?;
+                    Ok(body)
+                });
+                match got {
+                    Ok(body) if body.starts_with(b"HTTP/1.1 200") => {
+                        ok += 1;
+                        bytes += body.len() as u64;
+                    }
+                    _ => failed += 1,
+                }
+                std::thread::sleep(Duration::from_secs(1).saturating_sub(t.elapsed()));
+            }
+            (ok, bytes, failed)
+        });
+        Scraper { stop, thread }
+    }
+
+    fn stop(self) -> (u64, u64, u64) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.join().unwrap_or_default()
+    }
 }
 
 /// CPU seconds and wall seconds summed over the measured windows (Start/End pairs).

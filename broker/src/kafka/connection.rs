@@ -33,6 +33,8 @@ struct Outgoing {
     header_version: i16,
     body: LocalBoxFuture<'static, Option<Vec<Bytes>>>,
     held: Option<Held>,
+    /// In flight until written; its latency is recorded then (metrics).
+    timer: crate::metrics::InFlight,
 }
 
 /// What the reader and the writer of one connection share to tell whether it is idle.
@@ -188,29 +190,38 @@ async fn read_payload<R: AsyncRead + Unpin>(reader: &mut R, size: usize, budget:
 
 async fn handle(shard: &Rc<Shard>, registry: &Rc<Registry>, mut payload: Bytes) -> Result<Outgoing, FrameError> {
     let pre = frame::preamble(&payload)?;
-    let key = ApiKey::try_from(pre.api_key).map_err(|_| FrameError::UnknownApi(pre.api_key))?;
-    let Some(api) = registry.get(key) else { return Err(FrameError::UnknownApi(pre.api_key)) };
+    let unknown = |code| {
+        crate::metrics::error(-1, code);
+        FrameError::UnknownApi(pre.api_key)
+    };
+    let key = ApiKey::try_from(pre.api_key).map_err(|_| unknown(super::errors::INVALID_REQUEST))?;
+    let Some(api) = registry.get(key) else { return Err(unknown(super::errors::INVALID_REQUEST)) };
+    let timer = crate::metrics::InFlight::start(pre.api_key);
     if !api.supports(pre.api_version) {
+        crate::metrics::error(pre.api_key, super::errors::UNSUPPORTED_VERSION);
         if key == ApiKey::ApiVersions {
             // Answer at v0 with the error and our ranges, so the client can step down.
             let body = registry.unsupported_version_response();
-            return Ok(Outgoing { correlation_id: pre.correlation_id, header_version: 0, body: async move { Some(body) }.boxed_local(), held: None });
+            return Ok(Outgoing { correlation_id: pre.correlation_id, header_version: 0, body: async move { Some(body) }.boxed_local(), held: None, timer });
         }
         return Err(FrameError::Header(format!(
             "{key:?} v{} not supported (we serve {}..={})",
             pre.api_version, api.versions.min, api.versions.max
         )));
     }
-    let header = frame::decode_header(key, pre.api_version, &mut payload)?;
+    let header = frame::decode_header(key, pre.api_version, &mut payload).inspect_err(|_| crate::metrics::error(pre.api_key, super::errors::INVALID_REQUEST))?;
     let header_version = key.response_header_version(pre.api_version);
     let req = Request { shard: shard.clone(), registry: registry.clone(), version: pre.api_version, header, body: payload };
     let body = match (api.handle)(req).await {
         Ok(Reply::Now(body)) => async move { Some(body) }.boxed_local(),
         Ok(Reply::Later(fut)) => fut.map(Some).boxed_local(),
         Ok(Reply::Nothing) => async { None }.boxed_local(),
-        Err(e) => return Err(FrameError::Header(format!("{key:?} v{}: {e}", pre.api_version))),
+        Err(e) => {
+            crate::metrics::error(pre.api_key, super::errors::INVALID_REQUEST);
+            return Err(FrameError::Header(format!("{key:?} v{}: {e}", pre.api_version)));
+        }
     };
-    Ok(Outgoing { correlation_id: pre.correlation_id, header_version, body, held: None })
+    Ok(Outgoing { correlation_id: pre.correlation_id, header_version, body, held: None, timer })
 }
 
 /// Writes responses in request order. Buffered responses are flushed before waiting for
@@ -239,7 +250,7 @@ async fn write_responses<W: AsyncWrite + Unpin>(rx: &LocalReceiver<Outgoing>, wr
                 }
             }
         };
-        let Outgoing { correlation_id, header_version, mut body, held } = out;
+        let Outgoing { correlation_id, header_version, mut body, held, timer } = out;
         let body = match (&mut body).now_or_never() {
             Some(ready) => ready,
             None => {
@@ -254,6 +265,7 @@ async fn write_responses<W: AsyncWrite + Unpin>(rx: &LocalReceiver<Outgoing>, wr
                 writer.write_all(chunk).await?;
             }
         } // else acks=0: no response
+        timer.finish();
         drop(held);
         activity.in_flight.set(activity.in_flight.get() - 1);
         activity.touch();

@@ -71,13 +71,15 @@ impl Shard {
         let backend = match &config.sync_override {
             Some(syncer) => DmaBackend::with_syncer(syncer.clone()),
             None => DmaBackend::new(),
-        };
+        }
+        .with_max_write_bytes(config.resources.write_bytes);
+        let (cache_bytes, request_budget) = (config.resources.cache_bytes, config.resources.request_budget_bytes);
         let shard_journal = journal::open_journal(&backend, &config, router.me, router.nr_shards)?;
         let recovered = journal::read_previous(&backend, &config.data_dir, router.me, router.nr_shards, &table).await?;
         let shard = Rc::new(Shard {
             id: router.me,
             nr_shards: router.nr_shards,
-            partitions: PartitionService::new(router.me, router.nr_shards, &config.data_dir, backend, shard_journal.clone()),
+            partitions: PartitionService::new(router.me, router.nr_shards, &config.data_dir, backend, shard_journal.clone(), cache_bytes),
             config,
             cluster_id,
             router,
@@ -86,7 +88,7 @@ impl Shard {
             producer_ids_end: producer_ids.end,
             controller_lock: glommio::sync::Semaphore::new(1),
             connections: Cell::new(0),
-            request_budget: Rc::new(glommio::sync::Semaphore::new(crate::constants::SHARD_REQUEST_BYTES_IN_FLIGHT_MAX)),
+            request_budget: Rc::new(glommio::sync::Semaphore::new(request_budget)),
         });
         shard.partitions.set_replay(recovered.replay);
         for meta in table.topics.into_values() {

@@ -176,6 +176,8 @@ pub struct PartitionService {
     partitions: RefCell<HashMap<String, HashMap<i32, Rc<Partition>>>>,
     /// Owned partitions whose log failed to open: answered with KAFKA_STORAGE_ERROR.
     offline: RefCell<HashSet<(String, i32)>>,
+    /// Batch cache bytes shared by this shard's logs (`cache.bytes.per.shard`).
+    cache_bytes: usize,
 }
 
 enum Appended {
@@ -184,7 +186,7 @@ enum Appended {
 }
 
 impl PartitionService {
-    pub fn new(shard_id: usize, nr_shards: usize, data_dir: &Path, backend: DmaBackend, journal: Journal<DmaBackend>) -> PartitionService {
+    pub fn new(shard_id: usize, nr_shards: usize, data_dir: &Path, backend: DmaBackend, journal: Journal<DmaBackend>, cache_bytes: usize) -> PartitionService {
         PartitionService {
             shard_id,
             nr_shards,
@@ -194,6 +196,7 @@ impl PartitionService {
             replay: RefCell::new(HashMap::new()),
             partitions: RefCell::new(HashMap::new()),
             offline: RefCell::new(HashSet::new()),
+            cache_bytes,
         }
     }
 
@@ -205,6 +208,34 @@ impl PartitionService {
     /// Entries read back from the journals at start, by log, replayed as the logs open.
     pub fn set_replay(&self, replay: HashMap<JournalKey, Vec<Bytes>>) {
         *self.replay.borrow_mut() = replay;
+    }
+
+    /// Every open log's offsets and sizes (metrics).
+    pub fn log_gauges(&self) -> Vec<crate::metrics::snapshot::LogGauges> {
+        let partitions = self.partitions.borrow();
+        let mut out = Vec::with_capacity(partitions.values().map(HashMap::len).sum());
+        for (topic, logs) in partitions.iter() {
+            for (&partition, p) in logs {
+                let log = &p.log;
+                out.push(crate::metrics::snapshot::LogGauges {
+                    topic: topic.clone(),
+                    partition,
+                    log_start: log.log_start_offset(),
+                    log_end: log.log_end_offset(),
+                    high_watermark: log.high_watermark(),
+                    size_bytes: log.size_bytes(),
+                    cache_bytes: log.cache_bytes() as u64,
+                    write_queue_bytes: log.write_queue_bytes() as u64,
+                });
+            }
+        }
+        out
+    }
+
+    /// Owned partitions that cannot serve: their log did not open, or it is poisoned.
+    pub fn offline_count(&self) -> u64 {
+        let poisoned = self.partitions.borrow().values().flat_map(|m| m.values()).filter(|p| p.log.poisoned().is_some()).count();
+        (self.offline.borrow().len() + poisoned) as u64
     }
 
     /// Every request but Produce (whose append must run in arrival order before its wait).
@@ -267,8 +298,14 @@ impl PartitionService {
         }
         // The log checks idempotent producers' sequences in the same step as it assigns
         // offsets: a retry is answered with the original's offsets, never appended twice.
+        let bytes = part.records.len() as u64;
         match partition.log.append(part.records).await {
-            Ok(info) => Appended::Wait(partition, info),
+            Ok(info) => {
+                if !info.duplicate {
+                    crate::metrics::produced(&part.topic, part.partition, bytes, (info.last_offset - info.base_offset + 1) as u64);
+                }
+                Appended::Wait(partition, info)
+            }
             Err(e) => {
                 match &e {
                     storage::Error::OutOfOrderSequence { .. } | storage::Error::InvalidProducerEpoch { .. } => {
@@ -423,10 +460,10 @@ impl PartitionService {
 
     /// Splits the shard's cache budget evenly over its logs (run after partitions come or go).
     pub fn rebalance_cache(&self) {
-        use crate::constants::{LOG_BATCH_CACHE_BYTES_MAX, SHARD_BATCH_CACHE_BYTES};
+        use crate::constants::LOG_BATCH_CACHE_BYTES_MAX;
         let partitions = self.partitions.borrow();
         let count: usize = partitions.values().map(|m| m.len()).sum();
-        let share = (SHARD_BATCH_CACHE_BYTES / count.max(1)).min(LOG_BATCH_CACHE_BYTES_MAX);
+        let share = (self.cache_bytes / count.max(1)).min(LOG_BATCH_CACHE_BYTES_MAX);
         for partition in partitions.values().flat_map(|m| m.values()) {
             partition.log.set_cache_bytes_max(share);
         }

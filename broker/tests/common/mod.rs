@@ -50,6 +50,9 @@ impl TestBroker {
             journal_bytes: 16 << 20,
             sync_override,
             net: Default::default(),
+            admin: None,
+            metrics_per_partition: false,
+            resources: tuning::Resources::from_memory(Some(4 << 30), shards, 1 << 20),
         };
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();

@@ -12,7 +12,10 @@ use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
 use super::sync_group::{SyncGroup, SyncMode, Syncer};
 use super::{IoBackend, IoBuf, IoFile};
 use std::rc::Rc;
-use crate::constants::{DMA_PROBE_FILE, DMA_PROBE_FILE_BYTES};
+use crate::constants::{DMA_PROBE_FILE, DMA_PROBE_FILE_BYTES, WRITE_CHUNK_BYTES_MAX};
+
+/// The alignment `DmaIoFile::alignment` never goes below.
+const DMA_ALIGNMENT_BYTES: usize = 4096;
 
 thread_local! {
     /// Devices whose glommio iopoll probe has been primed on this executor thread.
@@ -40,6 +43,9 @@ pub struct DmaBackend {
     /// Tests: every file of this backend syncs through this group (injected faults) or in
     /// this mode, instead of the device's.
     forced: Option<Forced>,
+    /// Largest single DMA write (`riptide tune`'s `storage.write.bytes`); None = the default,
+    /// `WRITE_CHUNK_BYTES_MAX`.
+    write_bytes: Option<usize>,
 }
 
 #[derive(Clone)]
@@ -56,17 +62,29 @@ impl std::fmt::Debug for DmaBackend {
 
 impl DmaBackend {
     pub fn new() -> Self {
-        DmaBackend { forced: None }
+        DmaBackend { forced: None, write_bytes: None }
     }
 
     /// A backend whose syncs all run through one group with `syncer` (fault injection).
     pub fn with_syncer(syncer: Syncer) -> Self {
-        DmaBackend { forced: Some(Forced::Group(Rc::new(SyncGroup::with_syncer(syncer)))) }
+        DmaBackend { forced: Some(Forced::Group(Rc::new(SyncGroup::with_syncer(syncer)))), write_bytes: None }
     }
 
     /// A backend that uses `mode` whatever the filesystem.
     pub fn with_sync_mode(mode: SyncMode) -> Self {
-        DmaBackend { forced: Some(Forced::Mode(mode)) }
+        DmaBackend { forced: Some(Forced::Mode(mode)), write_bytes: None }
+    }
+
+    /// The same backend, cutting segment writes into pieces of at most `bytes` (rounded down
+    /// to a multiple of 4 KiB, at least 4 KiB) instead of `WRITE_CHUNK_BYTES_MAX`.
+    pub fn with_max_write_bytes(mut self, bytes: usize) -> Self {
+        self.write_bytes = Some((bytes / DMA_ALIGNMENT_BYTES).max(1) * DMA_ALIGNMENT_BYTES);
+        self
+    }
+
+    /// Largest single DMA write of this backend's files.
+    pub fn max_write_bytes(&self) -> usize {
+        self.write_bytes.unwrap_or(WRITE_CHUNK_BYTES_MAX)
     }
 
     async fn prime_iopoll_probe(&self, dir: &Path, dev: u64) -> io::Result<()> {
@@ -151,6 +169,8 @@ pub struct DmaIoFile {
     sync: FileSync,
     /// The group's failure count when the first write not yet synced completed.
     unsynced_mark: Cell<Option<u64>>,
+    /// Largest single write the segment appender issues on this file (the backend's setting).
+    max_write_bytes: usize,
 }
 
 impl DmaIoFile {
@@ -178,19 +198,26 @@ impl IoFile for DmaIoFile {
     }
 
     fn alignment(&self) -> u64 {
-        self.file.alignment().max(4096)
+        self.file.alignment().max(DMA_ALIGNMENT_BYTES as u64)
     }
 
     async fn write_at(&self, buf: DmaIoBuf, pos: u64) -> io::Result<usize> {
         debug_assert_eq!(pos % self.alignment(), 0);
+        let (len, started) = (buf.0.len() as u64, std::time::Instant::now());
         let written = self.file.write_at(buf.0, pos).await;
+        crate::stats::record_write(len, started.elapsed());
         self.note_change();
         Ok(written?)
     }
 
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
         let res = self.file.read_at(pos, len).await?;
+        crate::stats::record_read(res.len() as u64);
         Ok(Bytes::copy_from_slice(&res))
+    }
+
+    fn max_write_bytes(&self) -> usize {
+        self.max_write_bytes
     }
 
     /// Durable once a shard-wide syncfs round that started after this call completes, and no
@@ -205,15 +232,26 @@ impl IoFile for DmaIoFile {
                 }
                 result
             }
-            FileSync::PerFile => Ok(self.file.fdatasync().await?),
+            FileSync::PerFile => {
+                let started = std::time::Instant::now();
+                let result = self.file.fdatasync().await;
+                crate::stats::record_sync(started.elapsed());
+                Ok(result?)
+            }
         }
     }
 
-    /// fdatasync of this file alone; a test's injected group stands in for it too.
+    /// fdatasync of this file alone (the journal's rounds); a test's injected group stands in
+    /// for it too.
     async fn sync_data(&self) -> io::Result<()> {
         match &self.sync {
             FileSync::Group(g) if g.is_injected() => self.sync().await,
-            _ => Ok(self.file.fdatasync().await?),
+            _ => {
+                let started = std::time::Instant::now();
+                let result = self.file.fdatasync().await;
+                crate::stats::record_sync(started.elapsed());
+                Ok(result?)
+            }
         }
     }
 
@@ -245,7 +283,7 @@ impl IoBackend for DmaBackend {
         self.prime_iopoll_probe(&dir, dev).await?;
         let file = OpenOptions::new().read(true).write(true).create(create).dma_open(path).await?;
         let sync = self.durability_for(&dir, dev).await?;
-        Ok(DmaIoFile { file, sync, unsynced_mark: Cell::new(None) })
+        Ok(DmaIoFile { file, sync, unsynced_mark: Cell::new(None), max_write_bytes: self.max_write_bytes() })
     }
 
     async fn remove(&self, path: &Path) -> io::Result<()> {

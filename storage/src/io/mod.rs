@@ -44,6 +44,11 @@ pub trait IoFile: 'static {
     async fn size(&self) -> io::Result<u64>;
     /// Sets the file size.
     async fn truncate(&self, len: u64) -> io::Result<()>;
+    /// Largest single write the segment appender issues (a multiple of `alignment`); a long
+    /// write is cut into pieces of this size, submitted together.
+    fn max_write_bytes(&self) -> usize {
+        crate::constants::WRITE_CHUNK_BYTES_MAX
+    }
     /// Reserves disk blocks for `[0, len)` and grows the file to at least `len` bytes (reading
     /// as zeros), so later writes below `len` neither allocate nor extend the file. Like a size
     /// change, durable only after `sync`.

@@ -27,6 +27,8 @@ use std::sync::Arc;
 
 use event_listener::Event;
 
+use crate::constants::SYNC_GROUP_GATHER_US;
+
 thread_local! {
     static GROUPS: RefCell<HashMap<u64, Rc<SyncGroup>>> = RefCell::new(HashMap::new());
 }
@@ -193,22 +195,27 @@ impl SyncGroup {
                     None
                 } else {
                     st.running = true;
-                    Some((st.completed, st.requested))
+                    Some(st.completed)
                 }
             };
             match lead {
-                Some((from, to)) => self.round(from, to).await,
+                Some(from) => self.round(from).await,
                 None => listener.await,
             }
         }
     }
 
-    /// One round covering tickets (from, to].
-    async fn round(&self, from: u64, to: u64) {
+    /// One round covering tickets from `from` (exclusive) to those asked for by the time it
+    /// starts, after the gather window.
+    async fn round(&self, from: u64) {
         let guard = RoundGuard { group: self };
+        glommio::timer::sleep(std::time::Duration::from_micros(SYNC_GROUP_GATHER_US)).await;
+        let to = self.state.borrow().requested;
         let syncer = self.syncer.clone();
+        let started = std::time::Instant::now();
         // syncfs blocks: run it off the executor thread.
         let result = glommio::executor().spawn_blocking(move || syncer.run()).await;
+        crate::stats::record_sync(started.elapsed());
         std::mem::forget(guard);
         self.rounds.set(self.rounds.get() + 1);
         let mut st = self.state.borrow_mut();

@@ -78,6 +78,7 @@ async fn handle(mut req: Request) -> Result<Reply, ApiError> {
             results = read_all(&shard, &slots).await;
         }
         trim(&mut results, max_bytes);
+        record_metrics(&slots, &results);
         encode_response(version, &slots, &results)
     }.boxed_local()))
 }
@@ -162,6 +163,16 @@ fn trim(results: &mut [FetchResult], max_bytes: usize) {
             continue;
         }
         used += size;
+    }
+}
+
+/// What is sent: bytes and records per partition, and error codes (metrics).
+fn record_metrics(slots: &[Slot], results: &[FetchResult]) {
+    for (slot, r) in slots.iter().zip(results) {
+        crate::metrics::error(ApiKey::Fetch as i16, r.error);
+        if !r.batches.is_empty() {
+            crate::metrics::fetched(slot.topic.as_str(), slot.partition, r.bytes() as u64, crate::metrics::records_in(&r.batches));
+        }
     }
 }
 

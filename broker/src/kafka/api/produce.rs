@@ -101,6 +101,7 @@ async fn handle(req: Request) -> Result<Reply, ApiError> {
         }
         names.push(topic);
     }
+    let record_bytes: u64 = per_shard.values().flatten().map(|p| p.records.len() as u64).sum();
     // Phase 1: append (local) or enqueue on the owner's FIFO (remote), shard by shard in order.
     let mut pending: Vec<(usize, LocalBoxFuture<'static, Vec<ProduceResult>>)> = Vec::new();
     for (owner, parts) in per_shard {
@@ -124,7 +125,9 @@ async fn handle(req: Request) -> Result<Reply, ApiError> {
         glommio::spawn_local(join_all(pending.into_iter().map(|(_, f)| f))).detach();
         return Ok(Reply::Nothing);
     }
+    let waiting = crate::metrics::ProduceWaiting::new(record_bytes);
     Ok(Reply::Later(async move {
+        let _waiting = waiting;
         let owners: Vec<usize> = pending.iter().map(|(o, _)| *o).collect();
         let answers: BTreeMap<usize, Vec<ProduceResult>> =
             owners.into_iter().zip(join_all(pending.into_iter().map(|(_, f)| f)).await).collect();
@@ -155,6 +158,7 @@ fn build_response(names: Vec<TopicName>, slots: Vec<(usize, i32, Slot)>, answers
                 log_start_offset: -1,
             }),
         };
+        crate::metrics::error(ApiKey::Produce as i16, result.error);
         let mut p = PartitionProduceResponse::default();
         p.index = partition;
         p.error_code = result.error;
