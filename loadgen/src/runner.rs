@@ -693,9 +693,6 @@ fn run_step(
             previous_at = now;
             continue;
         }
-        let count_reached = workload.run.message_count > 0
-            && shared.counters.produced_msgs.load(Ordering::Relaxed) >= workload.run.message_count;
-        let finished = measuring && (now >= measure_end || count_reached);
         let worker_died = if workers.outstanding > 0 {
             workers.done_rx.try_recv().ok()
         } else {
@@ -704,6 +701,13 @@ fn run_step(
         if worker_died.is_some() {
             workers.outstanding -= 1;
         }
+        // Read after the worker check: a producer stops by itself once the count is reached,
+        // and the counter only grows, so its exit is never mistaken for an early stop.
+        let count_reached = workload.run.message_count > 0
+            && shared.counters.produced_msgs.load(Ordering::Relaxed) >= workload.run.message_count;
+        // A count reached during warm-up ends the run too (with a short or empty window).
+        let finished = count_reached || (measuring && now >= measure_end);
+        let worker_died = worker_died.filter(|(_, result)| !(count_reached && result.is_ok()));
         if let Some((name, result)) = worker_died {
             shared.stop_producers.store(true, Ordering::Relaxed);
             shared.stop_consumers.store(true, Ordering::Relaxed);
