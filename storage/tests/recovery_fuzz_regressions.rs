@@ -25,3 +25,23 @@ fn recovery_fuzz_seed_inputs_hold() {
     }
     assert!(n >= 4, "{n} seeds in {}", dir.display());
 }
+
+/// F4, fuzz/artifacts/log_recovery/f4-truncated-sealed-segment-empty-read: segments of 512 bytes;
+/// segment 0 (batches 0..=7) is truncated to its first batch. Its index files still load (no
+/// offset entries, a time entry below 8), so recovery trusts it to reach offset 8; a read at
+/// offset 1 returns no batches and no error, below a high watermark of 33.
+const F4_TRUNCATED_SEALED_SEGMENT: &[u8] = &[
+    0x10, 0x05, 0x1e, 0x02, 0x02, 0x01, 0x02, 0x3a, 0x00, 0x05, 0x0f, 0x00, 0x00, 0x00, 0x02, 0x01, 0x78, 0x01, 0x78,
+    0x00,
+];
+
+#[test]
+fn recovery_fuzz_f4_input_holds_with_the_finding_tolerated() {
+    check_input(F4_TRUNCATED_SEALED_SEGMENT, Tolerate::KNOWN);
+}
+
+#[test]
+#[ignore = "storage finding F4 (fuzz/README.md): a truncated sealed segment is trusted; reads below the high watermark come back empty"]
+fn recovery_fuzz_f4_truncated_sealed_segment() {
+    check_input(F4_TRUNCATED_SEALED_SEGMENT, Tolerate::NOTHING);
+}

@@ -234,11 +234,13 @@ pub struct Touched {
     pub index_files: bool,
     /// Bytes 0..8 (base offset, outside the CRC) of a batch in a segment other than the last.
     pub sealed_offset_field: bool,
+    /// A segment other than the last was truncated.
+    pub sealed_truncated: bool,
 }
 
 /// Storage findings the checks tolerate for now, so a fuzz run can look past them (the
 /// `ignore`d tests in recovery_fuzz_regressions.rs reproduce them). `RIPTIDE_RECOVERY_STRICT=1`
-/// tolerates nothing, `=index` or `=offset` stops tolerating one finding; once a finding is
+/// tolerates nothing, `=index`, `=offset` or `=truncated` stops tolerating one finding; once a finding is
 /// fixed, drop its flag.
 #[derive(Debug, Clone, Copy)]
 pub struct Tolerate {
@@ -250,17 +252,22 @@ pub struct Tolerate {
     /// segment whose index loads is not scanned at open), so a damaged base offset makes a read
     /// skip the batch or return it at the wrong offset. Tolerated: no read checks at all.
     pub sealed_offset_field: bool,
+    /// F4: a truncated sealed segment whose index files still load is trusted to reach the next
+    /// segment; reads of the lost offsets return no batches and no error (a consumer is stuck
+    /// below the high watermark). Tolerated: such an empty read, counted as detected damage.
+    pub sealed_truncated: bool,
 }
 
 impl Tolerate {
-    pub const KNOWN: Tolerate = Tolerate { damaged_index: true, sealed_offset_field: true };
-    pub const NOTHING: Tolerate = Tolerate { damaged_index: false, sealed_offset_field: false };
+    pub const KNOWN: Tolerate = Tolerate { damaged_index: true, sealed_offset_field: true, sealed_truncated: true };
+    pub const NOTHING: Tolerate = Tolerate { damaged_index: false, sealed_offset_field: false, sealed_truncated: false };
 
     pub fn from_env() -> Tolerate {
         match std::env::var("RIPTIDE_RECOVERY_STRICT").as_deref() {
             Err(_) | Ok("" | "0") => Tolerate::KNOWN,
             Ok("index") => Tolerate { damaged_index: false, ..Tolerate::KNOWN },
             Ok("offset") => Tolerate { sealed_offset_field: false, ..Tolerate::KNOWN },
+            Ok("truncated") => Tolerate { sealed_truncated: false, ..Tolerate::KNOWN },
             Ok(_) => Tolerate::NOTHING,
         }
     }
@@ -304,6 +311,11 @@ pub async fn check_recovered(log: &Log<FaultyBackend>, model: &Model, touched: T
     let mut offset = start;
     while offset < hw {
         match log.read(offset, read_max).await {
+            Ok(r) if r.batches.is_empty() && touched.sealed_truncated && tolerate.sealed_truncated => {
+                seen.corrupt_at.push(offset);
+                let i = model.index_holding(offset).ok_or_else(|| format!("empty read at {offset} past the appended data"))?;
+                offset = model.head(i).next_offset();
+            }
             Ok(r) => {
                 if r.batches.is_empty() {
                     return Err(format!("empty read at {offset} below the high watermark {hw}"));
@@ -505,6 +517,7 @@ async fn apply_damage(backend: &FaultyBackend, dir: &Path, damage: &[Damage], la
             Damage::Truncate { len: to, .. } => {
                 let to = u64::from(*to) % (len + 1);
                 backend.truncate_file(&file, to);
+                touched.sealed_truncated |= to < len && layout.iter().any(|(p, _)| *p == file);
                 to != len
             }
             Damage::AppendZeros { n, .. } => {
