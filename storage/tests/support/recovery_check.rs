@@ -246,7 +246,8 @@ pub struct Touched {
 pub struct Tolerate {
     /// F1/F2: recovery trusts a damaged `.index` / `.timeindex` of a sealed segment (only the
     /// last offset-index entry is spot-checked); reads and `offset_for_timestamp` then fail with
-    /// `CorruptBatch` or skip batches. Tolerated: read errors, and no timestamp checks.
+    /// `CorruptBatch` or skip batches. Tolerated: read errors, a read whose first batch starts
+    /// after the offset asked for (still checked against what was appended), no timestamp checks.
     pub damaged_index: bool,
     /// F3: reads of a sealed segment do not check base offsets (not covered by the CRC, and a
     /// segment whose index loads is not scanned at open), so a damaged base offset makes a read
@@ -323,7 +324,9 @@ pub async fn check_recovered(log: &Log<FaultyBackend>, model: &Model, touched: T
                 for (n, b) in r.batches.iter().enumerate() {
                     let h = BatchHeader::parse(b).map_err(|e| format!("read at {offset}: {e}"))?;
                     let contiguous = if n == 0 { h.base_offset <= offset && offset <= h.last_offset() } else { h.base_offset == offset };
-                    if !contiguous {
+                    if !contiguous && n == 0 && h.base_offset > offset && index_trusted_wrongly {
+                        seen.corrupt_at.push(offset);
+                    } else if !contiguous {
                         return Err(format!("read at {offset} returned batch {n} with base offset {}", h.base_offset));
                     }
                     let Some(i) = model.index_of_base(h.base_offset) else {
