@@ -36,8 +36,10 @@ die() { echo "[fuzz] ERROR: $*" >&2; exit 2; }
 cargo +nightly --version >/dev/null 2>&1 || die "no nightly toolchain (bash tests/setup.sh installs one)"
 cargo +nightly fuzz --version >/dev/null 2>&1 || die "cargo-fuzz missing (bash tests/setup.sh installs it)"
 
-# From inside fuzz/, so fuzz/.cargo/config.toml applies (see fuzz/README.md, librdkafka).
+# From inside fuzz/, so fuzz/.cargo/config.toml applies (see fuzz/README.md, librdkafka), and
+# into fuzz/target whatever CARGO_TARGET_DIR says (sanitizer builds share nothing with the rest).
 cd "$FUZZ"
+export CARGO_TARGET_DIR="$FUZZ/target"
 mkdir -p logs
 
 start=$(date +%s)
@@ -58,13 +60,16 @@ for t in "${targets[@]}"; do
     dirs=("corpus/$t")
     [ -d "seeds/$t" ] && dirs+=("seeds/$t")
     log="logs/$t.log"
+    extra=()
+    # A recovery plan is used up by ~200 bytes; let libFuzzer try full-length ones at once.
+    [ "$t" = log_recovery ] && extra=(-max_len=512 -len_control=0)
     echo "[fuzz] $t: ${secs} s, corpus ${dirs[*]}"
     set +e
     # libFuzzer counts -max_total_time from process start (corpus loading included); the outer
     # timeout only catches a wedged process.
     timeout --signal=TERM --kill-after=15 $((secs + 90)) \
         cargo +nightly fuzz run "${mode[@]}" "$t" "${dirs[@]}" -- \
-        -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+        -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 "${extra[@]}" \
         >"$log" 2>&1
     rc=$?
     set -e

@@ -66,3 +66,45 @@ fn recovery_fuzz_f2_input_holds_with_the_finding_tolerated() {
 fn recovery_fuzz_f2_damaged_offset_index() {
     check_input(F2_DAMAGED_OFFSET_INDEX, Tolerate::NOTHING);
 }
+
+/// F1, fuzz/artifacts/log_recovery/f1-damaged-time-index-skips-batches: segments of 512 bytes,
+/// 49 batches, closed cleanly; byte 0 of `00000000000000000042.timeindex` is flipped (the first
+/// entry's timestamp turns negative). The entries still increase, so the index loads;
+/// `offset_for_timestamp(1411)` answers batch 43 instead of 42.
+const F1_DAMAGED_TIME_INDEX: &[u8] = &[0x30, 0x00, 0x30, 0x30, 0x30, 0x30];
+
+#[test]
+fn recovery_fuzz_f1_input_holds_with_the_finding_tolerated() {
+    check_input(F1_DAMAGED_TIME_INDEX, Tolerate::KNOWN);
+}
+
+#[test]
+#[ignore = "storage finding F1 (fuzz/README.md): a damaged sealed-segment time index is trusted; offset_for_timestamp skips batches"]
+fn recovery_fuzz_f1_damaged_time_index() {
+    check_input(F1_DAMAGED_TIME_INDEX, Tolerate::NOTHING);
+}
+
+/// F3, fuzz/artifacts/log_recovery/f3-flipped-base-offset-*: segments of 1 KiB, 64 batches,
+/// closed cleanly; one byte of a batch's base offset (outside the CRC) in sealed segment 0 is
+/// flipped. The segment's index loads, so it is not scanned; reads do not check base offsets:
+/// a read at 0 returns the batch at 1 (batch 0 skipped), or a read at 5 returns nothing.
+const F3_BASE_OFFSET_SKIPPED: &[u8] = &[0x01, 0xff, 0xff, 0x01, 0x00, 0x01];
+const F3_BASE_OFFSET_EMPTY_READ: &[u8] = &[0x01, 0xff, 0xff, 0x01, 0x00, 0x01, 0x01, 0x02, 0x02];
+
+#[test]
+fn recovery_fuzz_f3_inputs_hold_with_the_finding_tolerated() {
+    check_input(F3_BASE_OFFSET_SKIPPED, Tolerate::KNOWN);
+    check_input(F3_BASE_OFFSET_EMPTY_READ, Tolerate::KNOWN);
+}
+
+#[test]
+#[ignore = "storage finding F3 (fuzz/README.md): reads of sealed segments do not check base offsets; a flipped one skips a batch"]
+fn recovery_fuzz_f3_flipped_base_offset_skips_batch() {
+    check_input(F3_BASE_OFFSET_SKIPPED, Tolerate::NOTHING);
+}
+
+#[test]
+#[ignore = "storage finding F3 (fuzz/README.md): reads of sealed segments do not check base offsets; a flipped one empties a read"]
+fn recovery_fuzz_f3_flipped_base_offset_empty_read() {
+    check_input(F3_BASE_OFFSET_EMPTY_READ, Tolerate::NOTHING);
+}
