@@ -6,8 +6,9 @@
 #   3. cargo test --workspace
 #   4. cargo clippy --workspace --all-targets -- -D warnings
 #   5. the callgrind regression bench (instruction counts vs bench/baseline/callgrind.json)
-#   6. the end-to-end suite (pytest, tests/e2e) against target/release/riptide
-# Steps 3-6 all run even if one fails; the exit code is non-zero if any step failed.
+#   6. a short fuzz run: tests/fuzz.sh --dev 20 (build 1.5-3 min from scratch + 20 s per target)
+#   7. the end-to-end suite (pytest, tests/e2e) against target/release/riptide
+# Steps 3-7 all run even if one fails; the exit code is non-zero if any step failed.
 # Extra arguments go to pytest (e.g. bash tests/run-all.sh -k kcat).
 set -euo pipefail
 
@@ -36,6 +37,10 @@ cargo clippy --workspace --all-targets -- -D warnings || failed+=("cargo clippy"
 
 step "regression bench: callgrind instruction counts vs committed baseline"
 bash bench/scripts/callgrind-regress.sh || failed+=("callgrind regression bench")
+
+step "fuzz: short run of each target (tests/fuzz.sh --dev 20)"
+# Bounded: the build (1.5-3 min from scratch), 20 s per target; the outer timeout catches a wedge.
+timeout --signal=TERM --kill-after=30 600 bash tests/fuzz.sh --dev 20 || failed+=("fuzz")
 
 step "end-to-end tests (pytest) against target/release/riptide"
 export RIPTIDE_BIN="$ROOT/target/release/riptide"

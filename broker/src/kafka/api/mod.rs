@@ -5,6 +5,7 @@ pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod decode_check;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;

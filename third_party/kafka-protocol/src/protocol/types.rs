@@ -10,6 +10,18 @@ use anyhow::{bail, Result};
 use std::convert::TryFrom;
 use std::string::String as StdString;
 
+/// Riptide patch: most bytes an array decoder reserves up front for a count read from the wire.
+pub(crate) const PREALLOC_BYTES_MAX: usize = 64 * 1024;
+
+/// Riptide patch: how many elements of `T` to reserve for an array claiming `count` elements
+/// with `remaining` bytes left. Never more than there are bytes left (each element takes at least
+/// one), and never more than `PREALLOC_BYTES_MAX` bytes: a count bounded only by the frame size
+/// still reserved `size_of::<T>()` (often > 100) bytes per frame byte, gigabytes for a large
+/// frame, and a failed allocation aborts the process. Longer arrays grow as they decode.
+pub(crate) fn prealloc_len<T>(count: usize, remaining: usize) -> usize {
+    count.min(remaining).min(PREALLOC_BYTES_MAX / std::mem::size_of::<T>().max(1))
+}
+
 macro_rules! define_copy_impl {
     ($e:ident, $t:ty) => (
         impl Encoder<$t> for $e {
@@ -985,10 +997,8 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for Array<E> {
         match Int32.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
-                // Riptide patch: the count comes from the wire; never reserve more elements than
-                // there are bytes left (each element takes at least one), so a hostile count
-                // cannot abort the process with a huge allocation.
-                let mut result = Vec::with_capacity((n as usize).min(buf.remaining()));
+                // Riptide patch: the count comes from the wire; see `prealloc_len`.
+                let mut result = Vec::with_capacity(prealloc_len::<T>(n as usize, buf.remaining()));
                 for _ in 0..n {
                     result.push(self.0.decode(buf)?);
                 }
@@ -1096,8 +1106,8 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for CompactArray<E> {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
-                // Riptide patch: see Array above.
-                let mut result = Vec::with_capacity(((n - 1) as usize).min(buf.remaining()));
+                // Riptide patch: the count comes from the wire; see `prealloc_len`.
+                let mut result = Vec::with_capacity(prealloc_len::<T>((n - 1) as usize, buf.remaining()));
                 for _ in 1..n {
                     result.push(self.0.decode(buf)?);
                 }
