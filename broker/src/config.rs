@@ -29,6 +29,32 @@ pub struct BrokerConfig {
     pub sync_override: Option<storage::io::Syncer>,
     /// Connection timeouts (`request.read.timeout.ms`, `connections.max.idle.ms`).
     pub net: NetConfig,
+    /// Consumer-group coordinator settings.
+    pub groups: GroupConfig,
+}
+
+/// Consumer-group coordinator settings (Kafka's broker keys of the same names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupConfig {
+    /// `offsets.topic.num.partitions`: used when `__consumer_offsets` is created; an existing
+    /// topic keeps its count (it decides which partition holds each group).
+    pub offsets_topic_partitions: i32,
+    /// `group.initial.rebalance.delay.ms`
+    pub initial_rebalance_delay_ms: u64,
+    /// `group.min.session.timeout.ms` / `group.max.session.timeout.ms`
+    pub min_session_timeout_ms: i32,
+    pub max_session_timeout_ms: i32,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        GroupConfig {
+            offsets_topic_partitions: OFFSETS_TOPIC_PARTITIONS_DEFAULT,
+            initial_rebalance_delay_ms: GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT,
+            min_session_timeout_ms: GROUP_MIN_SESSION_TIMEOUT_MS_DEFAULT,
+            max_session_timeout_ms: GROUP_MAX_SESSION_TIMEOUT_MS_DEFAULT,
+        }
+    }
 }
 
 /// Per-connection time limits.
@@ -90,6 +116,14 @@ pub struct FileConfig {
     pub request_read_timeout_ms: Option<i64>,
     #[serde(rename = "connections.max.idle.ms")]
     pub connections_max_idle_ms: Option<i64>,
+    #[serde(rename = "offsets.topic.num.partitions")]
+    pub offsets_topic_partitions: Option<i32>,
+    #[serde(rename = "group.initial.rebalance.delay.ms")]
+    pub group_initial_rebalance_delay_ms: Option<i64>,
+    #[serde(rename = "group.min.session.timeout.ms")]
+    pub group_min_session_timeout_ms: Option<i32>,
+    #[serde(rename = "group.max.session.timeout.ms")]
+    pub group_max_session_timeout_ms: Option<i32>,
 }
 
 impl FileConfig {
@@ -127,7 +161,7 @@ pub fn load(overrides: Overrides) -> Result<BrokerConfig, ConfigError> {
 
 /// Merges defaults, the file and the command line (which wins), and validates the result.
 pub fn build_config(args: Overrides, file: FileConfig) -> Result<BrokerConfig, ConfigError> {
-    let (log, net) = (log_config(&file)?, net_config(&file)?);
+    let (log, net, groups) = (log_config(&file)?, net_config(&file)?, group_config(&file)?);
     let listen_str = args.listen.or(file.listen).unwrap_or_else(|| LISTEN_DEFAULT.to_string());
     let listen = parse_listen(&listen_str)?;
     let (advertised_host, advertised_port) = match args.advertised.or(file.advertised) {
@@ -162,8 +196,32 @@ pub fn build_config(args: Overrides, file: FileConfig) -> Result<BrokerConfig, C
         socket_request_max_bytes,
         log,
         net,
+        groups,
         sync_override: None,
     })
+}
+
+fn group_config(file: &FileConfig) -> Result<GroupConfig, ConfigError> {
+    let mut groups = GroupConfig::default();
+    if let Some(v) = file.offsets_topic_partitions {
+        crate::topics::validate_partitions(v).map_err(|_| invalid("offsets.topic.num.partitions", "between 1 and 10000", v))?;
+        groups.offsets_topic_partitions = v;
+    }
+    if let Some(v) = file.group_initial_rebalance_delay_ms {
+        groups.initial_rebalance_delay_ms =
+            u64::try_from(v).map_err(|_| invalid("group.initial.rebalance.delay.ms", "0 or more milliseconds", v))?;
+    }
+    if let Some(v) = file.group_min_session_timeout_ms {
+        groups.min_session_timeout_ms = v;
+    }
+    if let Some(v) = file.group_max_session_timeout_ms {
+        groups.max_session_timeout_ms = v;
+    }
+    if groups.min_session_timeout_ms <= 0 || groups.min_session_timeout_ms > groups.max_session_timeout_ms {
+        let value = format!("{}..{}", groups.min_session_timeout_ms, groups.max_session_timeout_ms);
+        return Err(invalid("group.min.session.timeout.ms", "positive and at most group.max.session.timeout.ms", value));
+    }
+    Ok(groups)
 }
 
 fn log_config(file: &FileConfig) -> Result<LogConfig, ConfigError> {
@@ -273,6 +331,19 @@ mod tests {
         assert_eq!(c.log.retention_bytes, None);
         assert_eq!(c.net.request_read_timeout, Duration::from_millis(30_000));
         assert_eq!(c.net.connections_max_idle, Duration::from_millis(600_000));
+        assert_eq!(c.groups, GroupConfig::default());
+        assert_eq!(c.groups.offsets_topic_partitions, 50);
+    }
+
+    #[test]
+    fn config_group_keys_are_read_and_validated() {
+        let c = from_toml("\"offsets.topic.num.partitions\" = 8\n\"group.initial.rebalance.delay.ms\" = 0\n\"group.min.session.timeout.ms\" = 1000").unwrap();
+        assert_eq!(c.groups.offsets_topic_partitions, 8);
+        assert_eq!(c.groups.initial_rebalance_delay_ms, 0);
+        assert_eq!(c.groups.min_session_timeout_ms, 1000);
+        assert!(error_of("\"offsets.topic.num.partitions\" = 0").contains("offsets.topic.num.partitions"));
+        assert!(error_of("\"group.initial.rebalance.delay.ms\" = -1").contains("group.initial.rebalance.delay.ms"));
+        assert!(error_of("\"group.min.session.timeout.ms\" = 9000\n\"group.max.session.timeout.ms\" = 8000").contains("session"));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::Compression;
-use riptide_broker::config::{default_log_config, BrokerConfig};
+use riptide_broker::config::{default_log_config, BrokerConfig, GroupConfig};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,9 +31,18 @@ impl TestBroker {
 
     /// A broker whose logs sync through `sync_override` (fault injection).
     pub fn start_with(shards: usize, sync_override: Option<storage::io::Syncer>) -> TestBroker {
+        Self::start_full(shards, sync_override, GroupConfig::default(), None)
+    }
+
+    /// A broker with these group settings, on `data_dir` if given (a restart on the same data).
+    pub fn start_groups(shards: usize, groups: GroupConfig, data_dir: Option<tempfile::TempDir>) -> TestBroker {
+        Self::start_full(shards, None, groups, data_dir)
+    }
+
+    fn start_full(shards: usize, sync_override: Option<storage::io::Syncer>, groups: GroupConfig, dir: Option<tempfile::TempDir>) -> TestBroker {
         // Broker logs go to the test's captured output, shown when a test fails.
         let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("info").try_init();
-        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.unwrap_or_else(|| tempfile::tempdir().unwrap());
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let config = BrokerConfig {
@@ -49,6 +58,7 @@ impl TestBroker {
             log: default_log_config(),
             sync_override,
             net: Default::default(),
+            groups,
         };
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
@@ -70,8 +80,14 @@ impl TestBroker {
     }
 }
 
-impl Drop for TestBroker {
-    fn drop(&mut self) {
+impl TestBroker {
+    /// Stops the broker cleanly and hands back its data dir (to start another on it).
+    pub fn stop_keeping_data(mut self) -> tempfile::TempDir {
+        self.shutdown();
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
+    }
+
+    fn shutdown(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
             let r = t.join().expect("broker thread panicked");
@@ -79,6 +95,12 @@ impl Drop for TestBroker {
                 r.expect("broker stopped with an error");
             }
         }
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        self.shutdown();
     }
 }
 
