@@ -84,7 +84,7 @@ where
             Ok(None) => break Stop::Eof,
             Err(e) => break e,
         };
-        match handle(&shard, &registry, payload).await {
+        match handle(&shard, &registry, payload, peer).await {
             Ok(mut out) => {
                 out.held = Some(held);
                 activity.in_flight.set(activity.in_flight.get() + 1);
@@ -186,7 +186,7 @@ async fn read_payload<R: AsyncRead + Unpin>(reader: &mut R, size: usize, budget:
     Ok((Bytes::from(payload), held))
 }
 
-async fn handle(shard: &Rc<Shard>, registry: &Rc<Registry>, mut payload: Bytes) -> Result<Outgoing, FrameError> {
+async fn handle(shard: &Rc<Shard>, registry: &Rc<Registry>, mut payload: Bytes, peer: Option<SocketAddr>) -> Result<Outgoing, FrameError> {
     let pre = frame::preamble(&payload)?;
     let key = ApiKey::try_from(pre.api_key).map_err(|_| FrameError::UnknownApi(pre.api_key))?;
     let Some(api) = registry.get(key) else { return Err(FrameError::UnknownApi(pre.api_key)) };
@@ -203,7 +203,7 @@ async fn handle(shard: &Rc<Shard>, registry: &Rc<Registry>, mut payload: Bytes) 
     }
     let header = frame::decode_header(key, pre.api_version, &mut payload)?;
     let header_version = key.response_header_version(pre.api_version);
-    let req = Request { shard: shard.clone(), registry: registry.clone(), version: pre.api_version, header, body: payload };
+    let req = Request { shard: shard.clone(), peer, registry: registry.clone(), version: pre.api_version, header, body: payload };
     let body = match (api.handle)(req).await {
         Ok(Reply::Now(body)) => async move { Some(body) }.boxed_local(),
         Ok(Reply::Later(fut)) => fut.map(Some).boxed_local(),

@@ -4,15 +4,26 @@
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod heartbeat;
 pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod produce;
+pub mod sync_group;
 
 use crate::shard::Shard;
 use bytes::{Bytes, BytesMut};
@@ -24,6 +35,8 @@ use std::rc::Rc;
 /// A decoded request header and its still-encoded body.
 pub struct Request {
     pub shard: Rc<Shard>,
+    /// The client's address (group members report it as their host).
+    pub peer: Option<std::net::SocketAddr>,
     pub registry: Rc<Registry>,
     pub version: i16,
     pub header: RequestHeader,
@@ -80,6 +93,17 @@ pub const REGISTRY: &[Api] = &[
     describe_configs::API,
     create_partitions::API,
     describe_cluster::API,
+    find_coordinator::API,
+    join_group::API,
+    sync_group::API,
+    heartbeat::API,
+    leave_group::API,
+    offset_commit::API,
+    offset_fetch::API,
+    describe_groups::API,
+    list_groups::API,
+    delete_groups::API,
+    offset_delete::API,
 ];
 
 const KEY_SLOTS: usize = 128;
@@ -141,6 +165,24 @@ pub(crate) use handler;
 
 pub fn str_bytes(s: &str) -> kafka_protocol::protocol::StrBytes {
     kafka_protocol::protocol::StrBytes::from_string(s.to_string())
+}
+
+pub fn opt_str_bytes(s: Option<&str>) -> Option<kafka_protocol::protocol::StrBytes> {
+    s.map(str_bytes)
+}
+
+pub fn opt_string(s: &Option<kafka_protocol::protocol::StrBytes>) -> Option<String> {
+    s.as_ref().map(|s| s.to_string())
+}
+
+/// Encodes a response built in a handler's second phase. Encoding an in-memory response fails
+/// only if a handler set a field its version lacks (a bug): logged, and the client gets an
+/// empty body (it fails that request and retries).
+pub fn encode_later<T: Encodable>(msg: &T, key: ApiKey, version: i16) -> Vec<Bytes> {
+    encode(msg, version).unwrap_or_else(|e| {
+        tracing::error!("{key:?} v{version}: {e}");
+        vec![Bytes::new()]
+    })
 }
 
 #[cfg(test)]

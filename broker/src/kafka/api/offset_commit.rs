@@ -1,0 +1,84 @@
+//! OffsetCommit (key 8), v2-9. Committed offsets are records of `__consumer_offsets` (Kafka's
+//! OffsetCommitKey v1 / OffsetCommitValue v3): the answer comes once the record is synced.
+//! Partitions of unknown topics get UNKNOWN_TOPIC_OR_PARTITION and are not stored, as on Kafka.
+
+use super::{encode_later, handler, opt_string, Api, ApiError, Reply, Request};
+use crate::kafka::errors::{COORDINATOR_NOT_AVAILABLE, UNKNOWN_TOPIC_OR_PARTITION};
+use crate::shard::groups::{CommitRequest, GroupReply, GroupRequest, OffsetCommitPart};
+use futures::FutureExt;
+use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
+use kafka_protocol::messages::{ApiKey, OffsetCommitRequest, OffsetCommitResponse};
+use kafka_protocol::protocol::VersionRange;
+
+pub const API: Api = Api {
+    key: ApiKey::OffsetCommit,
+    versions: VersionRange { min: 2, max: 9 },
+    handle: handler!(handle),
+};
+
+async fn handle(mut req: Request) -> Result<Reply, ApiError> {
+    let body: OffsetCommitRequest = req.decode()?;
+    let shard = req.shard.clone();
+    let version = req.version;
+    // Which request partitions go to the coordinator (Some(index in `parts`)), in order.
+    let mut slots = Vec::new();
+    let mut parts = Vec::new();
+    for t in &body.topics {
+        let count = shard.topic_partitions(t.name.as_str());
+        for p in &t.partitions {
+            if count.is_some_and(|n| (0..n).contains(&p.partition_index)) {
+                slots.push(Some(parts.len()));
+                parts.push(OffsetCommitPart {
+                    topic: t.name.to_string(),
+                    partition: p.partition_index,
+                    offset: p.committed_offset,
+                    leader_epoch: p.committed_leader_epoch,
+                    metadata: opt_string(&p.committed_metadata),
+                });
+            } else {
+                slots.push(None);
+            }
+        }
+    }
+    let n = parts.len();
+    let args = CommitRequest {
+        group_id: body.group_id.to_string(),
+        generation: body.generation_id_or_member_epoch,
+        member_id: body.member_id.to_string(),
+        instance_id: opt_string(&body.group_instance_id),
+        retention_ms: body.retention_time_ms,
+        version,
+        offsets: parts,
+    };
+    Ok(Reply::Later(
+        async move {
+            let group = args.group_id.clone();
+            let errors = if n == 0 {
+                vec![]
+            } else {
+                match shard.group_call(&group, GroupRequest::Commit(args)).await {
+                    Some(GroupReply::Commit(r)) => r.errors,
+                    _ => vec![COORDINATOR_NOT_AVAILABLE; n],
+                }
+            };
+            let mut resp = OffsetCommitResponse::default();
+            let mut slots = slots.into_iter();
+            for t in &body.topics {
+                let mut topic = OffsetCommitResponseTopic::default();
+                topic.name = t.name.clone();
+                for p in &t.partitions {
+                    let mut part = OffsetCommitResponsePartition::default();
+                    part.partition_index = p.partition_index;
+                    part.error_code = match slots.next().flatten() {
+                        Some(i) => errors.get(i).copied().unwrap_or(COORDINATOR_NOT_AVAILABLE),
+                        None => UNKNOWN_TOPIC_OR_PARTITION,
+                    };
+                    topic.partitions.push(part);
+                }
+                resp.topics.push(topic);
+            }
+            encode_later(&resp, ApiKey::OffsetCommit, version)
+        }
+        .boxed_local(),
+    ))
+}
