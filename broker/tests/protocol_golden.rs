@@ -8,10 +8,10 @@ use common::{header_v1, TestBroker};
 const ADVERTISED: &[(i16, i16, i16)] = &[
     (0, 3, 9),   // Produce
     (1, 4, 12),  // Fetch
-    (2, 1, 7),   // ListOffsets
+    (2, 0, 7),   // ListOffsets
     (3, 0, 12),  // Metadata
-    (8, 2, 9),   // OffsetCommit
-    (9, 1, 9),   // OffsetFetch
+    (8, 0, 9),   // OffsetCommit
+    (9, 0, 9),   // OffsetFetch
     (10, 0, 4),  // FindCoordinator
     (11, 0, 7),  // JoinGroup
     (12, 0, 4),  // Heartbeat

@@ -75,7 +75,7 @@ def test_bad_input_unsupported_api_versions_version_gets_error_35(fresh_broker):
     assert_serves_clients(b, "apiver")
 
 
-GROUP_APIS = {8: (2, 9), 9: (1, 9), 10: (0, 4), 11: (0, 7), 12: (0, 4), 13: (0, 4), 14: (0, 5),
+GROUP_APIS = {8: (0, 9), 9: (0, 9), 10: (0, 4), 11: (0, 7), 12: (0, 4), 13: (0, 4), 14: (0, 5),
               15: (0, 5), 16: (0, 4), 42: (0, 2), 47: (0, 0)}
 
 

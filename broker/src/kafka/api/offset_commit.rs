@@ -1,25 +1,61 @@
-//! OffsetCommit (key 8), v2-9. Committed offsets are records of `__consumer_offsets` (Kafka's
+//! OffsetCommit (key 8), v0-9 (v0-1 are older than kafka-protocol's codec and decoded here;
+//! their answer has v2's layout). Committed offsets are records of `__consumer_offsets` (Kafka's
 //! OffsetCommitKey v1 / OffsetCommitValue v3): the answer comes once the record is synced.
 //! Partitions of unknown topics get UNKNOWN_TOPIC_OR_PARTITION and are not stored, as on Kafka.
 
-use super::{encode_later, handler, opt_string, Api, ApiError, Reply, Request};
+use super::{encode_later, handler, opt_string, Api, ApiError, Reply, Request, WireReader};
 use crate::kafka::errors::{COORDINATOR_NOT_AVAILABLE, UNKNOWN_TOPIC_OR_PARTITION};
 use crate::shard::groups::{CommitRequest, GroupReply, GroupRequest, OffsetCommitPart};
 use futures::FutureExt;
 use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
-use kafka_protocol::messages::{ApiKey, OffsetCommitRequest, OffsetCommitResponse};
+use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+use kafka_protocol::messages::{ApiKey, GroupId, OffsetCommitRequest, OffsetCommitResponse, TopicName};
 use kafka_protocol::protocol::VersionRange;
 
 pub const API: Api = Api {
     key: ApiKey::OffsetCommit,
-    versions: VersionRange { min: 2, max: 9 },
+    versions: VersionRange { min: 0, max: 9 },
     handle: handler!(handle),
 };
 
+/// First version kafka-protocol decodes; v0 and v1 answer with its layout.
+const CODEC_MIN_VERSION: i16 = 2;
+
+/// v0: group, [topic, [partition, offset, metadata]]. v1 adds the generation and member id,
+/// and a commit timestamp per partition (ignored: the commit time is the broker's, as for
+/// v2+).
+fn decode_legacy(body: bytes::Bytes, version: i16) -> Result<OffsetCommitRequest, ApiError> {
+    let mut r = WireReader::new(body);
+    let mut req = OffsetCommitRequest::default();
+    req.group_id = GroupId(r.string()?);
+    req.generation_id_or_member_epoch = -1;
+    if version == 1 {
+        req.generation_id_or_member_epoch = r.i32()?;
+        req.member_id = r.string()?;
+    }
+    for _ in 0..r.count(6)? {
+        let mut t = OffsetCommitRequestTopic::default();
+        t.name = TopicName(r.string()?);
+        for _ in 0..r.count(14)? {
+            let mut p = OffsetCommitRequestPartition::default();
+            p.partition_index = r.i32()?;
+            p.committed_offset = r.i64()?;
+            if version == 1 {
+                let _commit_timestamp = r.i64()?;
+            }
+            p.committed_metadata = r.nullable_string()?;
+            t.partitions.push(p);
+        }
+        req.topics.push(t);
+    }
+    Ok(req)
+}
+
 async fn handle(mut req: Request) -> Result<Reply, ApiError> {
-    let body: OffsetCommitRequest = req.decode()?;
+    let body: OffsetCommitRequest = if req.version < CODEC_MIN_VERSION { decode_legacy(req.body.clone(), req.version)? } else { req.decode()? };
     let shard = req.shard.clone();
     let version = req.version;
+    let encode_version = version.max(CODEC_MIN_VERSION);
     // Which request partitions go to the coordinator (Some(index in `parts`)), in order.
     let mut slots = Vec::new();
     let mut parts = Vec::new();
@@ -77,7 +113,7 @@ async fn handle(mut req: Request) -> Result<Reply, ApiError> {
                 }
                 resp.topics.push(topic);
             }
-            encode_later(&resp, ApiKey::OffsetCommit, version)
+            encode_later(&resp, ApiKey::OffsetCommit, encode_version)
         }
         .boxed_local(),
     ))

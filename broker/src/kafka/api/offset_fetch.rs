@@ -1,4 +1,5 @@
-//! OffsetFetch (key 9), v1-9; v8+ ask for several groups at once. A group without commits
+//! OffsetFetch (key 9), v0-9; v8+ ask for several groups at once. v0 (older than
+//! kafka-protocol's codec; Kafka read it from ZooKeeper) has v1's layout and is served like it. A group without commits
 //! (or unknown) answers offset -1 for every partition asked, without an error, as Kafka does;
 //! "all topics" (null, v2+) lists every committed offset of the group.
 
@@ -18,7 +19,7 @@ use std::rc::Rc;
 
 pub const API: Api = Api {
     key: ApiKey::OffsetFetch,
-    versions: VersionRange { min: 1, max: 9 },
+    versions: VersionRange { min: 0, max: 9 },
     handle: handler!(handle),
 };
 
@@ -30,6 +31,8 @@ const TOP_LEVEL_ERROR_VERSION: i16 = 2;
 const LEADER_EPOCH_VERSION: i16 = 5;
 
 async fn handle(mut req: Request) -> Result<Reply, ApiError> {
+    // v0 and v1 have the same layout.
+    req.version = req.version.max(1);
     let body: OffsetFetchRequest = req.decode()?;
     let shard = req.shard.clone();
     let version = req.version;
