@@ -1649,3 +1649,250 @@ impl GroupDescription {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::FutureExt;
+
+    const SESSION: i32 = 10_000;
+    const REBALANCE: i32 = 20_000;
+
+    fn config() -> GroupConfig {
+        GroupConfig { initial_rebalance_delay_ms: 0, ..GroupConfig::default() }
+    }
+
+    fn join_req(group: &str, member: &str) -> JoinRequest {
+        JoinRequest {
+            group_id: group.into(),
+            member_id: member.into(),
+            instance_id: None,
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout_ms: SESSION,
+            rebalance_timeout_ms: REBALANCE,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), Bytes::from_static(b"meta"))],
+            require_known_member_id: false,
+        }
+    }
+
+    struct Clock {
+        start: Instant,
+        ms: u64,
+    }
+
+    impl Clock {
+        fn now(&self) -> Instant {
+            self.start + Duration::from_millis(self.ms)
+        }
+        fn advance(&mut self, c: &mut Coordinator, ms: u64) {
+            self.ms += ms;
+            c.fire_timers(self.now(), self.ms as i64);
+        }
+    }
+
+    fn join(c: &mut Coordinator, clock: &Clock, req: JoinRequest) -> oneshot::Receiver<JoinResponse> {
+        let (tx, rx) = oneshot::channel();
+        c.join(req, tx, clock.now(), clock.ms as i64);
+        rx
+    }
+
+    fn ready<T>(rx: &mut oneshot::Receiver<T>) -> Option<T> {
+        rx.now_or_never().map(|r| r.expect("answered, not dropped"))
+    }
+
+    /// Completes every queued write successfully, at consecutive log offsets from `next`.
+    fn flush(c: &mut Coordinator, clock: &Clock, next: &mut i64) {
+        while let Some(w) = c.take_write() {
+            let n = w.records.len() as i64;
+            let result = WriteResult { error: NONE, base_offset: *next };
+            *next += n;
+            c.after_write(w, result, clock.now(), clock.ms as i64);
+        }
+    }
+
+    fn stable_single(c: &mut Coordinator, clock: &mut Clock, group: &str) -> String {
+        let mut rx = join(c, clock, join_req(group, ""));
+        clock.advance(c, 0);
+        let j = ready(&mut rx).expect("joined");
+        let (tx, mut srx) = oneshot::channel();
+        let sync = SyncRequest {
+            group_id: group.into(),
+            generation: j.generation,
+            member_id: j.member_id.clone(),
+            instance_id: None,
+            protocol_type: None,
+            protocol_name: None,
+            assignments: vec![(j.member_id.clone(), Bytes::from_static(b"a"))],
+        };
+        c.sync(sync, tx, clock.now(), clock.ms as i64);
+        assert!(ready(&mut srx).is_none(), "the leader's sync waits for its write");
+        flush(c, clock, &mut 0);
+        assert_eq!(ready(&mut srx).expect("synced").error, NONE);
+        j.member_id
+    }
+
+    #[test]
+    fn groups_coordinator_member_that_does_not_rejoin_is_removed_after_the_rebalance_timeout() {
+        let mut c = Coordinator::new(config(), 50);
+        let mut clock = Clock { start: Instant::now(), ms: 0 };
+        let old = stable_single(&mut c, &mut clock, "g");
+        // A second member joins; the first keeps heartbeating but never rejoins.
+        let mut rx = join(&mut c, &clock, join_req("g", ""));
+        for _ in 0..3 {
+            clock.advance(&mut c, 5_000);
+            let hb = HeartbeatRequest { group_id: "g".into(), generation: 1, member_id: old.clone(), instance_id: None };
+            assert_eq!(c.heartbeat(hb, clock.now(), clock.ms as i64), REBALANCE_IN_PROGRESS);
+        }
+        assert!(ready(&mut rx).is_none(), "still waiting for the old member");
+        clock.advance(&mut c, 5_001); // 20 s: the rebalance timeout
+        let j = ready(&mut rx).expect("join completed without it");
+        assert_eq!((j.error, j.generation, j.members.len()), (NONE, 2, 1));
+        assert_eq!(j.leader, j.member_id, "the new member leads");
+        let hb = HeartbeatRequest { group_id: "g".into(), generation: 1, member_id: old, instance_id: None };
+        assert_eq!(c.heartbeat(hb, clock.now(), clock.ms as i64), UNKNOWN_MEMBER_ID);
+    }
+
+    #[test]
+    fn groups_coordinator_silent_member_is_evicted_after_its_session_timeout() {
+        let mut c = Coordinator::new(config(), 50);
+        let mut clock = Clock { start: Instant::now(), ms: 0 };
+        let id = stable_single(&mut c, &mut clock, "g");
+        clock.advance(&mut c, SESSION as u64 - 1);
+        assert_eq!(c.group("g").expect("group").state, GroupState::Stable);
+        clock.advance(&mut c, 2);
+        let g = c.group("g").expect("group stays (it has a generation)");
+        assert_eq!((g.state, g.generation), (GroupState::Empty, 2), "evicted, then the join phase completes empty");
+        let hb = HeartbeatRequest { group_id: "g".into(), generation: 1, member_id: id, instance_id: None };
+        assert_eq!(c.heartbeat(hb, clock.now(), clock.ms as i64), UNKNOWN_MEMBER_ID);
+        // The empty generation is written (group metadata without members).
+        let w = c.take_write().expect("empty group record");
+        assert_eq!(w.records.len(), 1);
+    }
+
+    #[test]
+    fn groups_coordinator_members_that_never_sync_are_removed() {
+        let mut c = Coordinator::new(config(), 50);
+        let mut clock = Clock { start: Instant::now(), ms: 0 };
+        let mut rx = join(&mut c, &clock, join_req("g", ""));
+        clock.advance(&mut c, 0);
+        let j = ready(&mut rx).expect("joined");
+        assert_eq!(c.group("g").unwrap().state, GroupState::CompletingRebalance);
+        // The leader never sends SyncGroup (it heartbeats, so its session is fine).
+        for _ in 0..4 {
+            clock.advance(&mut c, 5_000);
+            let hb = HeartbeatRequest { group_id: "g".into(), generation: j.generation, member_id: j.member_id.clone(), instance_id: None };
+            c.heartbeat(hb, clock.now(), clock.ms as i64);
+        }
+        clock.advance(&mut c, 1);
+        let g = c.group("g").expect("group");
+        assert_eq!((g.state, g.generation), (GroupState::Empty, 2), "removed at the sync deadline");
+    }
+
+    #[test]
+    fn groups_coordinator_initial_delay_is_extended_while_members_arrive() {
+        let mut c = Coordinator::new(GroupConfig { initial_rebalance_delay_ms: 3_000, ..GroupConfig::default() }, 50);
+        let mut clock = Clock { start: Instant::now(), ms: 0 };
+        let mut a = join(&mut c, &clock, join_req("g", ""));
+        clock.advance(&mut c, 2_000);
+        let mut b = join(&mut c, &clock, join_req("g", ""));
+        clock.advance(&mut c, 1_000); // the first delay ends: a member arrived during it
+        assert!(ready(&mut a).is_none() && ready(&mut b).is_none());
+        clock.advance(&mut c, 3_000); // nobody new during the second: done
+        let (ja, jb) = (ready(&mut a).expect("a"), ready(&mut b).expect("b"));
+        assert_eq!((ja.generation, jb.generation), (1, 1));
+        assert_eq!(ja.members.len() + jb.members.len(), 2, "one of them leads with both");
+    }
+
+    #[test]
+    fn groups_coordinator_later_commit_wins_even_if_its_write_completes_first() {
+        let mut c = Coordinator::new(config(), 50);
+        let clock = Clock { start: Instant::now(), ms: 0 };
+        let commit = |c: &mut Coordinator, offset| {
+            let (tx, rx) = oneshot::channel();
+            let part = OffsetCommitPart { topic: "t".into(), partition: 0, offset, leader_epoch: -1, metadata: None };
+            let req = CommitRequest {
+                group_id: "simple".into(),
+                generation: -1,
+                member_id: String::new(),
+                instance_id: None,
+                retention_ms: -1,
+                version: 8,
+                offsets: vec![part],
+            };
+            c.commit(req, tx, clock.now(), 0);
+            rx
+        };
+        let mut first = commit(&mut c, 10);
+        let mut second = commit(&mut c, 20);
+        let (w1, w2) = (c.take_write().unwrap(), c.take_write().unwrap());
+        // Appended in order (log offsets 0 and 1); the second's durability is reported first.
+        c.after_write(w2, WriteResult { error: NONE, base_offset: 1 }, clock.now(), 0);
+        c.after_write(w1, WriteResult { error: NONE, base_offset: 0 }, clock.now(), 0);
+        assert_eq!(ready(&mut first).unwrap().errors, vec![NONE]);
+        assert_eq!(ready(&mut second).unwrap().errors, vec![NONE]);
+        let fetched = c.fetch_offsets(FetchOffsetsRequest { group_id: "simple".into(), topics: None });
+        assert_eq!(fetched.topics[0].1[0].offset, 20, "the record later in the log decides");
+    }
+
+    #[test]
+    fn groups_coordinator_failed_assignment_write_fails_the_sync_and_rebalances() {
+        let mut c = Coordinator::new(config(), 50);
+        let mut clock = Clock { start: Instant::now(), ms: 0 };
+        let mut rx = join(&mut c, &clock, join_req("g", ""));
+        clock.advance(&mut c, 0);
+        let j = ready(&mut rx).unwrap();
+        let (tx, mut srx) = oneshot::channel();
+        let sync = SyncRequest {
+            group_id: "g".into(),
+            generation: j.generation,
+            member_id: j.member_id.clone(),
+            instance_id: None,
+            protocol_type: Some("consumer".into()),
+            protocol_name: Some("range".into()),
+            assignments: vec![],
+        };
+        c.sync(sync, tx, clock.now(), 0);
+        let w = c.take_write().unwrap();
+        c.after_write(w, WriteResult { error: KAFKA_STORAGE_ERROR, base_offset: -1 }, clock.now(), 0);
+        assert_eq!(ready(&mut srx).unwrap().error, NOT_COORDINATOR, "the client looks the coordinator up again");
+        assert_eq!(c.group("g").unwrap().state, GroupState::PreparingRebalance);
+        // A failed commit is reported the same way and changes nothing.
+        let (tx, mut crx) = oneshot::channel();
+        let part = OffsetCommitPart { topic: "t".into(), partition: 0, offset: 5, leader_epoch: -1, metadata: None };
+        let req = CommitRequest {
+            group_id: "g".into(),
+            generation: j.generation,
+            member_id: j.member_id.clone(),
+            instance_id: None,
+            retention_ms: -1,
+            version: 8,
+            offsets: vec![part],
+        };
+        c.commit(req, tx, clock.now(), 0);
+        let w = c.take_write().unwrap();
+        c.after_write(w, WriteResult { error: KAFKA_STORAGE_ERROR, base_offset: -1 }, clock.now(), 0);
+        assert_eq!(ready(&mut crx).unwrap().errors, vec![NOT_COORDINATOR]);
+        assert!(c.group("g").unwrap().offsets.is_empty());
+    }
+
+    #[test]
+    fn groups_coordinator_reload_takes_the_latest_value_per_key() {
+        let mut c = Coordinator::new(config(), 50);
+        let key = |g: &str, p| RecordKey::Offset { group: g.into(), topic: "t".into(), partition: p };
+        let value = |o| rec::encode_offset_value(&OffsetValue { offset: o, leader_epoch: -1, metadata: String::new(), commit_timestamp: 1, expire_timestamp: -1 });
+        c.replay(key("a", 0), Some(&value(1)), 0).unwrap();
+        c.replay(key("a", 0), Some(&value(2)), 1).unwrap();
+        c.replay(key("a", 1), Some(&value(9)), 2).unwrap();
+        c.replay(key("a", 1), None, 3).unwrap(); // tombstone
+        c.replay(key("gone", 0), Some(&value(4)), 4).unwrap();
+        c.replay(key("gone", 0), None, 5).unwrap();
+        c.replay(RecordKey::Group { group: "gone".into() }, None, 6).unwrap();
+        assert_eq!(c.finish_load(Instant::now(), 0), 1, "a deleted group does not come back");
+        let a = c.group("a").expect("loaded");
+        assert_eq!(a.state, GroupState::Empty);
+        assert_eq!(a.offsets.len(), 1);
+        assert_eq!(a.offsets[&("t".to_string(), 0)].value.offset, 2);
+    }
+}
