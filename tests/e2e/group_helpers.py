@@ -156,14 +156,16 @@ def describe_group(bootstrap: str, group: str):
     return a.describe_consumer_groups([group], request_timeout=15)[group].result(timeout=20)
 
 
-def wait_group_stable(bootstrap: str, members: list[Member], expected, timeout: float = 60):
+def wait_group_stable(bootstrap: str, members: list[Member], expected, timeout: float = 60, accept=None):
     """Waits until the members own `expected` between them and the coordinator reports the
-    group Stable with exactly these members. Returns the members' assignments."""
+    group Stable with exactly these members (and `accept(assignments)` holds, if given: a
+    cooperative rebalance passes through a Stable generation before the newcomer gets
+    anything). Returns the members' assignments."""
     def check():
         for m in members:
             assert m.alive(), f"member {m.name} died:\n{m.log_tail()}"
         sets = stable_assignment(members, expected)
-        if sets is None:
+        if sets is None or (accept is not None and not accept(sets)):
             return None
         d = describe_group(bootstrap, members[0].group)
         if str(d.state).split(".")[-1] != "STABLE" or len(d.members) != len(members):
