@@ -37,6 +37,32 @@ pub struct BrokerConfig {
     pub metrics_per_partition: bool,
     /// Memory and I/O knobs: sized from memory, or from the I/O properties file.
     pub resources: tuning::Resources,
+    /// Consumer-group coordinator settings.
+    pub groups: GroupConfig,
+}
+
+/// Consumer-group coordinator settings (Kafka's broker keys of the same names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupConfig {
+    /// `offsets.topic.num.partitions`: used when `__consumer_offsets` is created; an existing
+    /// topic keeps its count (it decides which partition holds each group).
+    pub offsets_topic_partitions: i32,
+    /// `group.initial.rebalance.delay.ms`
+    pub initial_rebalance_delay_ms: u64,
+    /// `group.min.session.timeout.ms` / `group.max.session.timeout.ms`
+    pub min_session_timeout_ms: i32,
+    pub max_session_timeout_ms: i32,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        GroupConfig {
+            offsets_topic_partitions: OFFSETS_TOPIC_PARTITIONS_DEFAULT,
+            initial_rebalance_delay_ms: GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT,
+            min_session_timeout_ms: GROUP_MIN_SESSION_TIMEOUT_MS_DEFAULT,
+            max_session_timeout_ms: GROUP_MAX_SESSION_TIMEOUT_MS_DEFAULT,
+        }
+    }
 }
 
 /// Per-connection time limits.
@@ -109,6 +135,14 @@ pub struct FileConfig {
     pub metrics_per_partition: Option<bool>,
     /// The I/O properties file written by `riptide tune`.
     pub io_properties: Option<PathBuf>,
+    #[serde(rename = "offsets.topic.num.partitions")]
+    pub offsets_topic_partitions: Option<i32>,
+    #[serde(rename = "group.initial.rebalance.delay.ms")]
+    pub group_initial_rebalance_delay_ms: Option<i64>,
+    #[serde(rename = "group.min.session.timeout.ms")]
+    pub group_min_session_timeout_ms: Option<i32>,
+    #[serde(rename = "group.max.session.timeout.ms")]
+    pub group_max_session_timeout_ms: Option<i32>,
 }
 
 impl FileConfig {
@@ -158,7 +192,7 @@ pub fn load(overrides: Overrides) -> Result<BrokerConfig, ConfigError> {
 
 /// Merges defaults, the file and the command line (which wins), and validates the result.
 pub fn build_config(args: Overrides, file: FileConfig) -> Result<BrokerConfig, ConfigError> {
-    let (log, net, journal_bytes) = (log_config(&file)?, net_config(&file)?, journal_bytes(&file)?);
+    let (log, net, journal_bytes, groups) = (log_config(&file)?, net_config(&file)?, journal_bytes(&file)?, group_config(&file)?);
     let listen_str = args.listen.or(file.listen).unwrap_or_else(|| LISTEN_DEFAULT.to_string());
     let listen = parse_listen(&listen_str)?;
     let (advertised_host, advertised_port) = match args.advertised.or(file.advertised) {
@@ -213,6 +247,7 @@ pub fn build_config(args: Overrides, file: FileConfig) -> Result<BrokerConfig, C
         journal_bytes,
         log,
         net,
+        groups,
         sync_override: None,
         admin,
         metrics_per_partition: args.ops.metrics_per_partition || file.metrics_per_partition.unwrap_or(false),
@@ -226,6 +261,29 @@ fn journal_bytes(file: &FileConfig) -> Result<u64, ConfigError> {
         Some(v) if v >= JOURNAL_BYTES_MIN as i64 => Ok(v as u64),
         Some(v) => Err(invalid("log.journal.bytes", "at least 4194304 (4 MiB)", v)),
     }
+}
+
+fn group_config(file: &FileConfig) -> Result<GroupConfig, ConfigError> {
+    let mut groups = GroupConfig::default();
+    if let Some(v) = file.offsets_topic_partitions {
+        crate::topics::validate_partitions(v).map_err(|_| invalid("offsets.topic.num.partitions", "between 1 and 10000", v))?;
+        groups.offsets_topic_partitions = v;
+    }
+    if let Some(v) = file.group_initial_rebalance_delay_ms {
+        groups.initial_rebalance_delay_ms =
+            u64::try_from(v).map_err(|_| invalid("group.initial.rebalance.delay.ms", "0 or more milliseconds", v))?;
+    }
+    if let Some(v) = file.group_min_session_timeout_ms {
+        groups.min_session_timeout_ms = v;
+    }
+    if let Some(v) = file.group_max_session_timeout_ms {
+        groups.max_session_timeout_ms = v;
+    }
+    if groups.min_session_timeout_ms <= 0 || groups.min_session_timeout_ms > groups.max_session_timeout_ms {
+        let value = format!("{}..{}", groups.min_session_timeout_ms, groups.max_session_timeout_ms);
+        return Err(invalid("group.min.session.timeout.ms", "positive and at most group.max.session.timeout.ms", value));
+    }
+    Ok(groups)
 }
 
 fn log_config(file: &FileConfig) -> Result<LogConfig, ConfigError> {
@@ -343,6 +401,8 @@ mod tests {
         assert!(!c.metrics_per_partition);
         let memory = tuning::HostFacts::probe().memory_bytes;
         assert_eq!(c.resources, tuning::Resources::from_memory(memory, c.shards, 104_857_600), "sized from memory");
+        assert_eq!(c.groups, GroupConfig::default());
+        assert_eq!(c.groups.offsets_topic_partitions, 50);
     }
 
     #[test]
@@ -374,6 +434,18 @@ mod tests {
         std::fs::write(&path, "[settings]\n\"io.ring.dept\" = 512\n").unwrap();
         let e = error_of(&format!("io-properties = {:?}", path.display().to_string()));
         assert!(e.contains("io.ring.dept") && e.contains("io.toml"), "{e}");
+    }
+
+
+    #[test]
+    fn config_group_keys_are_read_and_validated() {
+        let c = from_toml("\"offsets.topic.num.partitions\" = 8\n\"group.initial.rebalance.delay.ms\" = 0\n\"group.min.session.timeout.ms\" = 1000").unwrap();
+        assert_eq!(c.groups.offsets_topic_partitions, 8);
+        assert_eq!(c.groups.initial_rebalance_delay_ms, 0);
+        assert_eq!(c.groups.min_session_timeout_ms, 1000);
+        assert!(error_of("\"offsets.topic.num.partitions\" = 0").contains("offsets.topic.num.partitions"));
+        assert!(error_of("\"group.initial.rebalance.delay.ms\" = -1").contains("group.initial.rebalance.delay.ms"));
+        assert!(error_of("\"group.min.session.timeout.ms\" = 9000\n\"group.max.session.timeout.ms\" = 8000").contains("session"));
     }
 
     #[test]

@@ -72,7 +72,33 @@ pub const PARTITION_METADATA_FILE: &str = "partition.metadata";
 pub const RETIRED_DIR_SUFFIX: &str = "-delete";
 /// Directory under the data dir holding broker metadata (topics, cluster id).
 pub const META_DIR: &str = "__riptide_meta";
+/// Kafka's internal topic holding committed offsets and group metadata.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// Default of `offsets.topic.num.partitions` (Kafka's): groups are hashed over this many partitions.
+pub const OFFSETS_TOPIC_PARTITIONS_DEFAULT: i32 = 50;
+/// `segment.bytes` of `__consumer_offsets` (Kafka's `offsets.topic.segment.bytes`).
+pub const OFFSETS_TOPIC_SEGMENT_BYTES: u64 = 100 * 1024 * 1024;
+/// Default of `group.initial.rebalance.delay.ms` (Kafka's): the first rebalance of an empty group
+/// waits this long (extended while members keep joining, up to the rebalance timeout).
+pub const GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT: u64 = 3_000;
+/// Default of `group.min.session.timeout.ms` (Kafka's); shorter session timeouts are refused
+/// with INVALID_SESSION_TIMEOUT.
+pub const GROUP_MIN_SESSION_TIMEOUT_MS_DEFAULT: i32 = 6_000;
+/// Default of `group.max.session.timeout.ms` (Kafka's, 30 min).
+pub const GROUP_MAX_SESSION_TIMEOUT_MS_DEFAULT: i32 = 1_800_000;
+/// A new member's JoinGroup may stay parked this long (Kafka's `group.new.member.join.timeout`):
+/// its session timeout does not apply before it has a member id, and a client that disconnects
+/// mid-rebalance would otherwise leave a defunct member behind.
+pub const GROUP_NEW_MEMBER_JOIN_TIMEOUT_MS: u64 = 300_000;
+/// Longest metadata string an OffsetCommit may attach to an offset (`offset.metadata.max.bytes`).
+pub const OFFSET_METADATA_BYTES_MAX: usize = 4096;
+/// The group timer loop wakes at least this often (it also wakes whenever a timer is set).
+pub const GROUP_TIMER_IDLE_MS: u64 = 1_000;
+/// Bytes read from an `__consumer_offsets` partition per step while groups are reloaded at start.
+pub const GROUP_LOAD_READ_BYTES: usize = 1024 * 1024;
 
+const _: () = assert!(OFFSETS_TOPIC_PARTITIONS_DEFAULT <= TOPIC_PARTITIONS_MAX);
+const _: () = assert!(GROUP_MIN_SESSION_TIMEOUT_MS_DEFAULT <= GROUP_MAX_SESSION_TIMEOUT_MS_DEFAULT);
 const _: () = assert!(CONNECTION_IN_FLIGHT_MAX >= 5, "clients pipeline up to 5 requests");
 const _: () = assert!(PARTITIONS_DEFAULT <= TOPIC_PARTITIONS_MAX);
 const _: () = assert!(SHARD_REQUEST_BYTES_IN_FLIGHT_MAX >= SOCKET_REQUEST_BYTES_MAX as u64, "the largest request must fit");

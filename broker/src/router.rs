@@ -7,6 +7,7 @@
 
 use crate::constants::MESH_QUEUE_DEPTH;
 use crate::shard::controller::{ControllerCommand, TopicChange, TopicResult};
+use crate::shard::groups::{GroupReply, GroupRequest};
 use crate::shard::partitions::{PartitionReply, PartitionRequest};
 use futures::channel::oneshot;
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
@@ -26,7 +27,7 @@ pub fn shard_for(topic: &str, partition: i32, nr_shards: usize) -> usize {
 }
 
 /// Work for one service of another shard. Each service names its own request and reply types
-/// (`shard::partitions`, `shard::controller`); the router carries them without looking inside.
+/// (`shard::partitions`, `shard::controller`, `shard::groups`); the router carries them without looking inside.
 #[derive(Debug)]
 pub enum ShardRequest {
     /// To the shard that owns the partitions named in it.
@@ -35,6 +36,9 @@ pub enum ShardRequest {
     Controller(ControllerCommand),
     /// From shard 0 to every shard: apply a metadata change.
     Apply(TopicChange),
+    /// To the coordinator of the groups named in it: the owner of their `__consumer_offsets`
+    /// partition.
+    Groups(GroupRequest),
 }
 
 #[derive(Debug)]
@@ -43,6 +47,7 @@ pub enum ShardResponse {
     /// One result per topic, in order.
     Controller(Vec<TopicResult>),
     Applied,
+    Groups(GroupReply),
 }
 
 type Envelope<T> = (u64, T);

@@ -41,6 +41,11 @@ pub fn run_until(config: BrokerConfig, stop: Arc<AtomicBool>) -> anyhow::Result<
     let table_exists = TopicTable::path(&config.data_dir).exists();
     let retired = crate::partition_dirs::collect_garbage(&config.data_dir, &table, table_exists)?;
     remove_in_background(retired);
+    let mut table = table;
+    if crate::topics::ensure_internal_topics(&mut table, config.groups.offsets_topic_partitions) {
+        table.persist(&config.data_dir).context("cannot persist the topic table with __consumer_offsets")?;
+        tracing::info!(partitions = config.groups.offsets_topic_partitions, "created __consumer_offsets");
+    }
     let producer_ids = crate::producer_ids::reserve(&config.data_dir, now_ms())?;
     crate::port::ensure_free(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     raise_memlock_limit();

@@ -100,6 +100,54 @@ pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
     Ok(())
 }
 
+/// Topics the broker writes itself (`__consumer_offsets`). Clients may read them (tools decode
+/// the offsets topic as on Kafka) but not produce to them, delete them, change their partition
+/// count (which places every group) or delete their records; creating one answers
+/// TOPIC_ALREADY_EXISTS, since the broker creates them at start.
+pub fn is_internal(name: &str) -> bool {
+    name == OFFSETS_TOPIC
+}
+
+/// The configs `__consumer_offsets` is created with, as Kafka creates it: compacted, 100 MiB
+/// segments, producer compression. Until log compaction exists, nothing is deleted by time or
+/// size (`retention.ms=-1`): a compacted topic never loses a key's latest value. `flush.ms=0`:
+/// commits are answered once synced, whatever the broker's `log.flush`.
+pub fn offsets_topic_configs() -> BTreeMap<String, String> {
+    [
+        ("cleanup.policy", "compact".to_string()),
+        ("compression.type", "producer".to_string()),
+        ("segment.bytes", OFFSETS_TOPIC_SEGMENT_BYTES.to_string()),
+        ("retention.ms", "-1".to_string()),
+        ("flush.ms", "0".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// Adds `__consumer_offsets` with `offsets_partitions` partitions if the table lacks it; true if
+/// the table changed (the caller persists it). An existing topic keeps its partition count:
+/// it decides which partition, hence which shard, holds each group.
+pub fn ensure_internal_topics(table: &mut TopicTable, offsets_partitions: i32) -> bool {
+    if let Some(existing) = table.get(OFFSETS_TOPIC) {
+        if existing.partitions != offsets_partitions {
+            tracing::warn!(
+                existing = existing.partitions,
+                configured = offsets_partitions,
+                "offsets.topic.num.partitions differs from the existing {OFFSETS_TOPIC}: keeping its partition count"
+            );
+        }
+        return false;
+    }
+    table.upsert(TopicMeta {
+        name: OFFSETS_TOPIC.to_string(),
+        id: rand::random::<u128>() | 1,
+        partitions: offsets_partitions,
+        configs: offsets_topic_configs(),
+    });
+    true
+}
+
 pub fn validate_partitions(count: i32) -> Result<(), TopicError> {
     if !(1..=TOPIC_PARTITIONS_MAX).contains(&count) {
         return Err(TopicError::InvalidPartitions(count));
@@ -467,6 +515,22 @@ mod tests {
         cur.insert("retention.ms".to_string(), "1000".to_string());
         let next = alter_configs(&cur, &ConfigAlteration::Replace(vec![("segment.ms".into(), "60000".into())]), &LogConfig::default());
         assert_eq!(next.unwrap().into_iter().collect::<Vec<_>>(), vec![("segment.ms".to_string(), "60000".to_string())]);
+    }
+
+    #[test]
+    fn topics_internal_offsets_topic_is_added_once_and_kept() {
+        let mut t = TopicTable::default();
+        assert!(ensure_internal_topics(&mut t, 7));
+        let meta = t.get(OFFSETS_TOPIC).cloned().expect("added");
+        assert_eq!(meta.partitions, 7);
+        assert!(is_internal(&meta.name) && !is_internal("orders"));
+        let log = meta.log_config(&LogConfig::default());
+        assert_eq!(log.retention_ms, None, "offsets are never deleted by time");
+        assert_eq!(log.flush, FlushPolicy::Always, "commits are answered once synced");
+        assert_eq!(log.segment_bytes, OFFSETS_TOPIC_SEGMENT_BYTES);
+        assert_eq!(meta.configs.get("cleanup.policy").map(String::as_str), Some("compact"));
+        assert!(!ensure_internal_topics(&mut t, 50), "an existing topic is kept");
+        assert_eq!(t.get(OFFSETS_TOPIC), Some(&meta), "with its partition count and id");
     }
 
     #[test]

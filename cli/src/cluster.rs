@@ -37,7 +37,8 @@ fn info(cluster: &Cluster, format: crate::output::Format) -> Result<()> {
     let controller = controller_id(client, cluster.timeout);
     let mut brokers: Vec<(i32, String, i32)> = md.brokers().iter().map(|b| (b.id(), b.host().to_string(), b.port())).collect();
     brokers.sort();
-    let topics = md.topics().iter().filter(|t| t.error().is_none()).count();
+    // User topics, as `topic list` shows them.
+    let topics = md.topics().iter().filter(|t| t.error().is_none() && !crate::topic::is_internal(t.name())).count();
     emit(
         format,
         || {

@@ -40,8 +40,12 @@ pub enum TopicCommand {
         #[arg(long)]
         dry_run: bool,
     },
-    /// List topics
-    List,
+    /// List topics (internal ones, named `__...` like `__consumer_offsets`, with --internal)
+    List {
+        /// Include internal topics
+        #[arg(short = 'i', long)]
+        internal: bool,
+    },
     /// Partitions (leader, replicas, ISR, log start and end offsets) and configs of a topic
     Describe { name: String },
     /// Delete topics
@@ -88,7 +92,7 @@ pub fn run(args: TopicArgs) -> Result<()> {
         TopicCommand::Create { name, partitions, replicas, configs, replica_assignment, dry_run } => {
             create(&cluster, format, &name, partitions, replicas, &configs, replica_assignment.as_deref(), dry_run)
         }
-        TopicCommand::List => list(&cluster, format),
+        TopicCommand::List { internal } => list(&cluster, format, internal),
         TopicCommand::Describe { name } => describe(&cluster, format, &name),
         TopicCommand::Delete { names } => delete(&cluster, format, &names),
         TopicCommand::AlterConfig { name, set, delete, append, subtract, replace, dry_run } => {
@@ -165,9 +169,15 @@ fn create(
     Ok(())
 }
 
-fn list(cluster: &Cluster, format: Format) -> Result<()> {
+/// Internal topics by Kafka's naming convention (the metadata's is_internal flag is not
+/// exposed by librdkafka): `__consumer_offsets`, `__transaction_state`.
+pub fn is_internal(name: &str) -> bool {
+    name.starts_with("__")
+}
+
+fn list(cluster: &Cluster, format: Format, internal: bool) -> Result<()> {
     let md = cluster.metadata(None)?;
-    let mut topics: Vec<_> = md.topics().iter().filter(|t| t.error().is_none()).collect();
+    let mut topics: Vec<_> = md.topics().iter().filter(|t| t.error().is_none() && (internal || !is_internal(t.name()))).collect();
     topics.sort_by(|a, b| a.name().cmp(b.name()));
     let replicas = |t: &rdkafka::metadata::MetadataTopic| t.partitions().iter().map(|p| p.replicas().len()).max().unwrap_or(0);
     emit(

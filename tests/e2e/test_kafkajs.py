@@ -1,5 +1,5 @@
-"""kafkajs (via node): produce with gzip and with no compression, acks=-1; kafkajs only
-consumes through consumer groups (not implemented yet), so confluent-kafka reads back."""
+"""kafkajs (via node): produce with gzip and with no compression, acks=-1; confluent-kafka
+reads back (kafkajs consumes through consumer groups: see test_groups.py)."""
 
 import base64
 import json

@@ -254,3 +254,50 @@ def test_admin_port_taken_refuses_start(broker_factory, tmp_path):
                            "--admin", first.admin], capture_output=True, text=True, timeout=30)
     assert proc.returncode != 0
     assert "admin" in proc.stderr and first.admin in proc.stderr, proc.stderr
+
+
+def _group_lag(broker, group: str, topic: str) -> tuple[float | None, float | None]:
+    m = scrape(broker)
+    labels = f'{{group="{group}",topic="{topic}"}}'
+    return m.get(f"riptide_consumer_group_lag{labels}"), m.get(f"riptide_consumer_group_lag_max{labels}")
+
+
+def _wait_lag(broker, group, topic, want, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    got = None
+    while time.monotonic() < deadline:
+        got = _group_lag(broker, group, topic)
+        if got == want:
+            return got
+        time.sleep(0.3)
+    return got
+
+
+def test_consumer_group_lag_follows_commits_produce_and_delete(broker):
+    """Committed offsets (an explicit commit, as a simple consumer or a lag monitor makes) show
+    as lag = high watermark - committed per partition, summed and max per topic; producing
+    more raises it; deleting the group removes its series."""
+    from confluent_kafka import Consumer, TopicPartition
+    topic = unique_topic("lag")
+    create_topic(broker.bootstrap, topic, 2)
+    msgs = make_messages(200, 2, seed=12, tag="lag")
+    confluent_produce(broker.bootstrap, topic, msgs)
+    n = [sum(1 for m in msgs if m.partition == p) for p in range(2)]
+    group = unique_topic("lag-group")
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        c.commit(offsets=[TopicPartition(topic, 0, 30), TopicPartition(topic, 1, 10)], asynchronous=False)
+    finally:
+        c.close()
+    want = (float(n[0] - 30 + n[1] - 10), float(max(n[0] - 30, n[1] - 10)))
+    assert _wait_lag(broker, group, topic, want) == want
+    more = make_messages(50, 2, seed=13, tag="lag2")
+    confluent_produce(broker.bootstrap, topic, more)
+    m0, m1 = (sum(1 for m in more if m.partition == p) for p in range(2))
+    want = (float(n[0] + m0 - 30 + n[1] + m1 - 10), float(max(n[0] + m0 - 30, n[1] + m1 - 10)))
+    assert _wait_lag(broker, group, topic, want) == want, "lag grows with the high watermark"
+    from kafka_helpers import admin
+    client = admin(broker.bootstrap)  # kept alive until the futures resolve
+    for f in client.delete_consumer_groups([group], request_timeout=15).values():
+        f.result(timeout=15)
+    assert _wait_lag(broker, group, topic, (None, None)) == (None, None), "a deleted group has no series"

@@ -181,7 +181,8 @@ def _assert_gone_after_restart(b, t, keep, keep_data):
     assert not _leftovers(b.data_dir, t), f"{_leftovers(b.data_dir, t)} came back"
     assert t not in _topics(b)
     dirs = sorted(e.name for e in os.scandir(b.data_dir)
-                  if e.is_dir() and not e.name.startswith(".") and e.name not in ("__riptide_meta", "__riptide_journal"))
+                   if e.is_dir() and not e.name.startswith(".") and e.name not in ("__riptide_meta", "__riptide_journal")
+                   and not e.name.startswith("__consumer_offsets-"))
     assert dirs == [f"{keep}-0", f"{keep}-1"], f"data dir holds {dirs}"
 
 

@@ -86,7 +86,7 @@ where
             Ok(None) => break Stop::Eof,
             Err(e) => break e,
         };
-        match handle(&shard, &registry, payload).await {
+        match handle(&shard, &registry, payload, peer).await {
             Ok(mut out) => {
                 out.held = Some(held);
                 activity.in_flight.set(activity.in_flight.get() + 1);
@@ -188,7 +188,7 @@ async fn read_payload<R: AsyncRead + Unpin>(reader: &mut R, size: usize, budget:
     Ok((Bytes::from(payload), held))
 }
 
-async fn handle(shard: &Rc<Shard>, registry: &Rc<Registry>, mut payload: Bytes) -> Result<Outgoing, FrameError> {
+async fn handle(shard: &Rc<Shard>, registry: &Rc<Registry>, mut payload: Bytes, peer: Option<SocketAddr>) -> Result<Outgoing, FrameError> {
     let pre = frame::preamble(&payload)?;
     let unknown = |code| {
         crate::metrics::error(-1, code);
@@ -211,7 +211,7 @@ async fn handle(shard: &Rc<Shard>, registry: &Rc<Registry>, mut payload: Bytes) 
     }
     let header = frame::decode_header(key, pre.api_version, &mut payload).inspect_err(|_| crate::metrics::error(pre.api_key, super::errors::INVALID_REQUEST))?;
     let header_version = key.response_header_version(pre.api_version);
-    let req = Request { shard: shard.clone(), registry: registry.clone(), version: pre.api_version, header, body: payload };
+    let req = Request { shard: shard.clone(), peer, registry: registry.clone(), version: pre.api_version, header, body: payload };
     let body = match (api.handle)(req).await {
         Ok(Reply::Now(body)) => async move { Some(body) }.boxed_local(),
         Ok(Reply::Later(fut)) => fut.map(Some).boxed_local(),

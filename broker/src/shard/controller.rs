@@ -135,7 +135,10 @@ impl Shard {
         let mut results = Vec::with_capacity(names.len());
         let mut changes = Vec::new();
         for name in names {
-            if self.topic(&name).is_some() {
+            if topics::is_internal(&name) {
+                let msg = format!("internal topic {name} cannot be deleted");
+                results.push(TopicResult::failed(name, TOPIC_AUTHORIZATION_FAILED, Some(msg)));
+            } else if self.topic(&name).is_some() {
                 changes.push(TopicChange::Delete(name.clone()));
                 results.push(TopicResult::ok(name));
             } else {
@@ -156,6 +159,11 @@ impl Shard {
                 results.push(TopicResult::failed(name, UNKNOWN_TOPIC_OR_PARTITION, None));
                 continue;
             };
+            if topics::is_internal(&name) {
+                let msg = format!("the partition count of internal topic {name} places every group: it cannot change");
+                results.push(TopicResult::failed(name, TOPIC_AUTHORIZATION_FAILED, Some(msg)));
+                continue;
+            }
             if count <= meta.partitions || topics::validate_partitions(count).is_err() {
                 let msg = format!(
                     "topic {name} has {} partitions; new count {count} must be larger and <= {}",

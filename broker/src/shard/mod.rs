@@ -3,6 +3,8 @@
 //! - `partitions`: the logs of the partitions `shard_for` gives this shard (produce, fetch,
 //!   offsets, DeleteRecords), touched only by this shard's tasks;
 //! - `controller` (shard 0 only): serialises topic metadata changes and broadcasts them;
+//! - `groups`: the consumer groups whose `__consumer_offsets` partition this shard owns
+//!   (`groups_coordinator` is their protocol, `groups_records` the topic's record formats);
 //! - `retention`: periodic segment deletion.
 //!
 //! Every shard mirrors the topic table in its own `TopicTable`. Other shards reach a service
@@ -11,6 +13,9 @@
 
 pub mod controller;
 pub mod journal;
+pub mod groups;
+pub mod groups_coordinator;
+pub mod groups_records;
 pub mod partitions;
 pub mod retention;
 
@@ -44,6 +49,7 @@ pub struct Shard {
     pub router: Router,
     topics: RefCell<TopicTable>,
     pub partitions: PartitionService,
+    pub groups: groups::GroupService,
     next_producer_id: Cell<i64>,
     producer_ids_end: i64,
     /// Serialises metadata changes on the controller (shard 0).
@@ -80,6 +86,7 @@ impl Shard {
             id: router.me,
             nr_shards: router.nr_shards,
             partitions: PartitionService::new(router.me, router.nr_shards, &config.data_dir, backend, shard_journal.clone(), cache_bytes),
+            groups: groups::GroupService::new(router.me, router.nr_shards, config.groups),
             config,
             cluster_id,
             router,
@@ -101,6 +108,11 @@ impl Shard {
         if shard.id == CONTROLLER_SHARD {
             journal::remove_unused(&shard.config.data_dir, shard.nr_shards);
         }
+        // Groups are reloaded from the `__consumer_offsets` partitions opened above before the
+        // shard serves: requests from other shards wait in the mesh meanwhile.
+        shard.groups.load(&shard).await;
+        glommio::spawn_local(groups::GroupService::write_loop(shard.clone())).detach();
+        glommio::spawn_local(groups::GroupService::timer_loop(shard.clone())).detach();
         Ok(shard)
     }
 
@@ -154,6 +166,7 @@ impl Shard {
                 self.apply(change).await;
                 ShardResponse::Applied
             }
+            ShardRequest::Groups(req) => ShardResponse::Groups(self.groups.serve(req).await),
         }
     }
 

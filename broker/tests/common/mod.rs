@@ -5,7 +5,7 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::Compression;
-use riptide_broker::config::{default_log_config, BrokerConfig};
+use riptide_broker::config::{default_log_config, BrokerConfig, GroupConfig};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,9 +31,18 @@ impl TestBroker {
 
     /// A broker whose logs sync through `sync_override` (fault injection).
     pub fn start_with(shards: usize, sync_override: Option<storage::io::Syncer>) -> TestBroker {
+        Self::start_full(shards, sync_override, GroupConfig::default(), None)
+    }
+
+    /// A broker with these group settings, on `data_dir` if given (a restart on the same data).
+    pub fn start_groups(shards: usize, groups: GroupConfig, data_dir: Option<tempfile::TempDir>) -> TestBroker {
+        Self::start_full(shards, None, groups, data_dir)
+    }
+
+    fn start_full(shards: usize, sync_override: Option<storage::io::Syncer>, groups: GroupConfig, dir: Option<tempfile::TempDir>) -> TestBroker {
         // Broker logs go to the test's captured output, shown when a test fails.
         let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("info").try_init();
-        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.unwrap_or_else(|| tempfile::tempdir().unwrap());
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let config = BrokerConfig {
@@ -45,14 +54,15 @@ impl TestBroker {
             shards,
             auto_create_topics: true,
             default_partitions: 4,
-            socket_request_max_bytes: 1 << 20,
+            socket_request_max_bytes: 8 << 20,
             log: default_log_config(),
             journal_bytes: 16 << 20,
             sync_override,
             net: Default::default(),
             admin: None,
             metrics_per_partition: false,
-            resources: tuning::Resources::from_memory(Some(4 << 30), shards, 1 << 20),
+            resources: tuning::Resources::from_memory(Some(4 << 30), shards, 8 << 20),
+            groups,
         };
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
@@ -74,8 +84,14 @@ impl TestBroker {
     }
 }
 
-impl Drop for TestBroker {
-    fn drop(&mut self) {
+impl TestBroker {
+    /// Stops the broker cleanly and hands back its data dir (to start another on it).
+    pub fn stop_keeping_data(mut self) -> tempfile::TempDir {
+        self.shutdown();
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
+    }
+
+    fn shutdown(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
             let r = t.join().expect("broker thread panicked");
@@ -83,6 +99,12 @@ impl Drop for TestBroker {
                 r.expect("broker stopped with an error");
             }
         }
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        self.shutdown();
     }
 }
 
@@ -117,10 +139,16 @@ impl Client {
         Some(body)
     }
 
-    /// True if the broker closed the connection (EOF or reset) instead of answering.
+    /// True if the broker closed the connection (EOF or reset) instead of answering; panics if
+    /// it did neither within the read timeout (a hang is not a close).
     pub fn closed(&mut self) -> bool {
+        use std::io::ErrorKind::{ConnectionAborted, ConnectionReset, TimedOut, WouldBlock};
         let mut b = [0u8; 1];
-        !matches!(self.stream.read(&mut b), Ok(n) if n > 0)
+        match self.stream.read(&mut b) {
+            Ok(n) => n == 0,
+            Err(e) if matches!(e.kind(), WouldBlock | TimedOut) => panic!("the broker neither answered nor closed the connection"),
+            Err(e) => matches!(e.kind(), ConnectionReset | ConnectionAborted),
+        }
     }
 
     /// Encodes `req` at `version` with the right header, sends it, decodes the response.

@@ -21,6 +21,23 @@ fn decode_as<T: Decodable>(body: &mut Bytes, version: i16) -> Result<(), String>
     T::decode(body, version).map(drop).map_err(|e| e.to_string())
 }
 
+/// v0 is hand-coded (older than the codec); the rest as the handler does.
+fn decode_list_offsets(body: &mut Bytes, version: i16) -> Result<(), String> {
+    if version == 0 {
+        return super::list_offsets::decode_v0(std::mem::take(body)).map(drop).map_err(|e| e.to_string());
+    }
+    decode_as::<ListOffsetsRequest>(body, version)
+}
+
+fn decode_offset_commit(body: &mut Bytes, version: i16) -> Result<(), String> {
+    super::offset_commit::decode_body(std::mem::take(body), version).map(drop).map_err(|e| e.to_string())
+}
+
+/// v0 has v1's layout (the handler decodes it as v1).
+fn decode_offset_fetch(body: &mut Bytes, version: i16) -> Result<(), String> {
+    decode_as::<OffsetFetchRequest>(body, version.max(1))
+}
+
 fn decode_produce(body: &mut Bytes, version: i16) -> Result<(), String> {
     let req = ProduceRequest::decode(body, version).map_err(|e| e.to_string())?;
     for topic in &req.topic_data {
@@ -38,7 +55,7 @@ pub fn decoder(key: ApiKey) -> Option<BodyDecoder> {
     let f: BodyDecoder = match key {
         ApiKey::Produce => decode_produce,
         ApiKey::Fetch => decode_as::<FetchRequest>,
-        ApiKey::ListOffsets => decode_as::<ListOffsetsRequest>,
+        ApiKey::ListOffsets => decode_list_offsets,
         ApiKey::Metadata => decode_as::<MetadataRequest>,
         ApiKey::ApiVersions => decode_as::<ApiVersionsRequest>,
         ApiKey::CreateTopics => decode_as::<CreateTopicsRequest>,
@@ -50,6 +67,17 @@ pub fn decoder(key: ApiKey) -> Option<BodyDecoder> {
         ApiKey::DescribeCluster => decode_as::<DescribeClusterRequest>,
         ApiKey::AlterConfigs => decode_as::<AlterConfigsRequest>,
         ApiKey::IncrementalAlterConfigs => decode_as::<IncrementalAlterConfigsRequest>,
+        ApiKey::FindCoordinator => decode_as::<FindCoordinatorRequest>,
+        ApiKey::JoinGroup => decode_as::<JoinGroupRequest>,
+        ApiKey::SyncGroup => decode_as::<SyncGroupRequest>,
+        ApiKey::Heartbeat => decode_as::<HeartbeatRequest>,
+        ApiKey::LeaveGroup => decode_as::<LeaveGroupRequest>,
+        ApiKey::OffsetCommit => decode_offset_commit,
+        ApiKey::OffsetFetch => decode_offset_fetch,
+        ApiKey::DescribeGroups => decode_as::<DescribeGroupsRequest>,
+        ApiKey::ListGroups => decode_as::<ListGroupsRequest>,
+        ApiKey::DeleteGroups => decode_as::<DeleteGroupsRequest>,
+        ApiKey::OffsetDelete => decode_as::<OffsetDeleteRequest>,
         _ => return None,
     };
     Some(f)
@@ -160,6 +188,17 @@ mod tests {
             ApiKey::DescribeCluster => encoded::<DescribeClusterRequest>(version),
             ApiKey::AlterConfigs => encoded::<AlterConfigsRequest>(version),
             ApiKey::IncrementalAlterConfigs => encoded::<IncrementalAlterConfigsRequest>(version),
+            ApiKey::FindCoordinator => encoded::<FindCoordinatorRequest>(version),
+            ApiKey::JoinGroup => encoded::<JoinGroupRequest>(version),
+            ApiKey::SyncGroup => encoded::<SyncGroupRequest>(version),
+            ApiKey::Heartbeat => encoded::<HeartbeatRequest>(version),
+            ApiKey::LeaveGroup => encoded::<LeaveGroupRequest>(version),
+            ApiKey::OffsetCommit => encoded::<OffsetCommitRequest>(version),
+            ApiKey::OffsetFetch => encoded::<OffsetFetchRequest>(version),
+            ApiKey::DescribeGroups => encoded::<DescribeGroupsRequest>(version),
+            ApiKey::ListGroups => encoded::<ListGroupsRequest>(version),
+            ApiKey::DeleteGroups => encoded::<DeleteGroupsRequest>(version),
+            ApiKey::OffsetDelete => encoded::<OffsetDeleteRequest>(version),
             other => panic!("{other:?}: add it to encode_default"),
         }
     }
@@ -169,7 +208,8 @@ mod tests {
     #[test]
     fn decode_check_round_trips_default_requests() {
         let registry = Registry::new(REGISTRY).unwrap();
-        for (key, version) in registered_versions() {
+        // Hand-coded versions below the codec have golden frames in tests/legacy_versions.rs.
+        for (key, version) in registered_versions().into_iter().filter(|(k, v)| *v >= k.valid_versions().min) {
             let body = encode_default(key, version);
             let mut b = body.clone();
             decode_request(key, version, &mut b).unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"));

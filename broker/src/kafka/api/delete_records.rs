@@ -17,9 +17,11 @@ pub const API: Api = Api {
 
 async fn handle(mut req: Request) -> Result<Reply, ApiError> {
     let body: DeleteRecordsRequest = req.decode()?;
+    // Kafka: "Cannot delete records of internal topic" (INVALID_TOPIC_EXCEPTION, below).
     let queries = body
         .topics
         .iter()
+        .filter(|t| !crate::topics::is_internal(t.name.as_str()))
         .flat_map(|t| {
             t.partitions.iter().map(|p| DeleteRecordsQuery { topic: t.name.0.clone(), partition: p.partition_index, before: p.offset })
         })
@@ -36,7 +38,11 @@ async fn handle(mut req: Request) -> Result<Reply, ApiError> {
         let mut t = DeleteRecordsTopicResult::default();
         t.name = topic.name.clone();
         for p in &topic.partitions {
-            let DeleteRecordsAnswer { error, low_watermark } = answers.next().expect("one answer per partition");
+            let DeleteRecordsAnswer { error, low_watermark } = if crate::topics::is_internal(topic.name.as_str()) {
+                DeleteRecordsAnswer::failed(crate::kafka::errors::INVALID_TOPIC_EXCEPTION)
+            } else {
+                answers.next().expect("one answer per partition")
+            };
             let mut r = DeleteRecordsPartitionResult::default();
             r.partition_index = p.partition_index;
             r.error_code = error;

@@ -1,7 +1,12 @@
-//! ListOffsets (key 2), v1-7: earliest (-2), latest (-1, the high watermark, which is also the
+//! ListOffsets (key 2), v0-7: earliest (-2), latest (-1, the high watermark, which is also the
 //! last stable offset: no transactions), or the first batch with max timestamp >= T.
+//!
+//! v0 (sarama 1.22 and the lag monitors built on it) is older than kafka-protocol's codec and
+//! coded here: each partition asks for up to `max_num_offsets` offsets and gets a list. Riptide
+//! answers at most one: the high watermark, the log start, or for a time the first offset at
+//! or after it (Kafka lists segment base offsets before that time; clients ask for one).
 
-use super::{encode, handler, Api, ApiError, Reply, Request};
+use super::{encode, handler, Api, ApiError, Reply, Request, WireReader};
 use crate::kafka::errors::UNKNOWN_TOPIC_OR_PARTITION;
 use crate::router::{ShardRequest, ShardResponse};
 use crate::scatter::per_partition;
@@ -12,11 +17,14 @@ use kafka_protocol::protocol::VersionRange;
 
 pub const API: Api = Api {
     key: ApiKey::ListOffsets,
-    versions: VersionRange { min: 1, max: 7 },
+    versions: VersionRange { min: 0, max: 7 },
     handle: handler!(handle),
 };
 
 async fn handle(mut req: Request) -> Result<Reply, ApiError> {
+    if req.version == 0 {
+        return handle_v0(req).await;
+    }
     let body: ListOffsetsRequest = req.decode()?;
     let queries = body
         .topics
@@ -50,4 +58,59 @@ async fn handle(mut req: Request) -> Result<Reply, ApiError> {
         resp.topics.push(t);
     }
     Ok(Reply::Now(encode(&resp, req.version)?))
+}
+
+/// One partition of a v0 request: (index, timestamp, max_num_offsets).
+type V0Partition = (i32, i64, i32);
+
+pub(crate) fn decode_v0(body: bytes::Bytes) -> Result<Vec<(kafka_protocol::protocol::StrBytes, Vec<V0Partition>)>, ApiError> {
+    let mut r = WireReader::new(body);
+    let _replica_id = r.i32()?;
+    let topics = r.count(6)?;
+    let mut out = Vec::new(); // no pre-allocation from a count the client sent
+    for _ in 0..topics {
+        let name = r.string()?;
+        let n = r.count(16)?;
+        let mut partitions = Vec::new();
+        for _ in 0..n {
+            partitions.push((r.i32()?, r.i64()?, r.i32()?));
+        }
+        out.push((name, partitions));
+    }
+    Ok(out)
+}
+
+async fn handle_v0(req: Request) -> Result<Reply, ApiError> {
+    use bytes::BufMut;
+    let topics = decode_v0(req.body.clone())?;
+    let queries = topics
+        .iter()
+        .flat_map(|(name, ps)| ps.iter().map(|(p, ts, _)| OffsetQuery { topic: name.clone(), partition: *p, timestamp: *ts }))
+        .collect();
+    let make = |q| ShardRequest::Partitions(PartitionRequest::ListOffsets(q));
+    let take = |r| match r {
+        ShardResponse::Partitions(PartitionReply::Offsets(v)) => Some(v),
+        _ => None,
+    };
+    let unknown = OffsetAnswer::failed(UNKNOWN_TOPIC_OR_PARTITION);
+    let mut answers = per_partition(&req.shard, queries, make, take, unknown).await.into_iter();
+    // v0 response: [topic name, [partition, error code, [offset]]].
+    let mut out = bytes::BytesMut::new();
+    out.put_i32(topics.len() as i32);
+    for (name, partitions) in &topics {
+        out.put_i16(name.len() as i16);
+        out.put_slice(name.as_bytes());
+        out.put_i32(partitions.len() as i32);
+        for (p, _, max_offsets) in partitions {
+            let OffsetAnswer { error, offset, .. } = answers.next().expect("one answer per partition");
+            out.put_i32(*p);
+            out.put_i16(error);
+            let found = error == crate::kafka::errors::NONE && offset >= 0 && *max_offsets > 0;
+            out.put_i32(i32::from(found));
+            if found {
+                out.put_i64(offset);
+            }
+        }
+    }
+    Ok(Reply::Now(vec![out.freeze()]))
 }

@@ -86,6 +86,7 @@ fn topic_entry(shard: &Shard, meta: &TopicMeta) -> MetadataResponseTopic {
     t.error_code = NONE;
     t.name = Some(TopicName(StrBytes::from_string(meta.name.clone())));
     t.topic_id = uuid::Uuid::from_bytes(meta.uuid_bytes());
+    t.is_internal = crate::topics::is_internal(&meta.name);
     t.topic_authorized_operations = i32::MIN;
     t.partitions = (0..meta.partitions)
         .map(|p| {

@@ -6,16 +6,27 @@ pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod decode_check;
+pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod heartbeat;
 pub mod incremental_alter_configs;
 pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod produce;
+pub mod sync_group;
 
 use crate::shard::Shard;
 use bytes::{Bytes, BytesMut};
@@ -27,6 +38,8 @@ use std::rc::Rc;
 /// A decoded request header and its still-encoded body.
 pub struct Request {
     pub shard: Rc<Shard>,
+    /// The client's address (group members report it as their host).
+    pub peer: Option<std::net::SocketAddr>,
     pub registry: Rc<Registry>,
     pub version: i16,
     pub header: RequestHeader,
@@ -85,7 +98,23 @@ pub const REGISTRY: &[Api] = &[
     describe_cluster::API,
     alter_configs::API,
     incremental_alter_configs::API,
+    find_coordinator::API,
+    join_group::API,
+    sync_group::API,
+    heartbeat::API,
+    leave_group::API,
+    offset_commit::API,
+    offset_fetch::API,
+    describe_groups::API,
+    list_groups::API,
+    delete_groups::API,
+    offset_delete::API,
 ];
+
+/// Versions older than kafka-protocol's codec that an API decodes and encodes itself (Kafka 3.x
+/// still serves them to old clients, e.g. sarama 1.22 and the lag monitors built on it): the
+/// lowest such version per API.
+pub const HAND_CODED_BELOW_CODEC: &[(ApiKey, i16)] = &[(ApiKey::ListOffsets, 0), (ApiKey::OffsetCommit, 0), (ApiKey::OffsetFetch, 0)];
 
 const KEY_SLOTS: usize = 128;
 
@@ -104,7 +133,8 @@ impl Registry {
                 return Err(format!("{:?} registered twice", api.key));
             }
             let codec = api.key.valid_versions();
-            if api.versions.min < codec.min || api.versions.max > codec.max || api.versions.is_empty() {
+            let codec_min = HAND_CODED_BELOW_CODEC.iter().find(|(k, _)| *k == api.key).map_or(codec.min, |(_, v)| *v);
+            if api.versions.min < codec_min || api.versions.max > codec.max || api.versions.is_empty() {
                 return Err(format!("{:?} versions {} outside codec range {}", api.key, api.versions, codec));
             }
             *slot = Some(api);
@@ -144,8 +174,80 @@ macro_rules! handler {
 }
 pub(crate) use handler;
 
+/// Reads the non-flexible wire types of versions older than kafka-protocol's codec.
+pub struct WireReader {
+    buf: Bytes,
+}
+
+impl WireReader {
+    pub fn new(buf: Bytes) -> WireReader {
+        WireReader { buf }
+    }
+
+    fn take(&mut self, n: usize) -> Result<Bytes, ApiError> {
+        if self.buf.len() < n {
+            return Err(ApiError::Decode(format!("{n} bytes wanted, {} left", self.buf.len())));
+        }
+        Ok(self.buf.split_to(n))
+    }
+
+    pub fn i16(&mut self) -> Result<i16, ApiError> {
+        Ok(i16::from_be_bytes(self.take(2)?[..].try_into().expect("2 bytes")))
+    }
+
+    pub fn i32(&mut self) -> Result<i32, ApiError> {
+        Ok(i32::from_be_bytes(self.take(4)?[..].try_into().expect("4 bytes")))
+    }
+
+    pub fn i64(&mut self) -> Result<i64, ApiError> {
+        Ok(i64::from_be_bytes(self.take(8)?[..].try_into().expect("8 bytes")))
+    }
+
+    pub fn nullable_string(&mut self) -> Result<Option<kafka_protocol::protocol::StrBytes>, ApiError> {
+        let n = self.i16()?;
+        if n < 0 {
+            return Ok(None);
+        }
+        let raw = self.take(n as usize)?;
+        kafka_protocol::protocol::StrBytes::from_utf8(raw).map(Some).map_err(|_| ApiError::Decode("string is not UTF-8".into()))
+    }
+
+    pub fn string(&mut self) -> Result<kafka_protocol::protocol::StrBytes, ApiError> {
+        self.nullable_string()?.ok_or_else(|| ApiError::Decode("null string".into()))
+    }
+
+    /// An array count; every element takes at least `min_element_bytes`, so a count beyond
+    /// the bytes left is malformed (never a huge allocation).
+    pub fn count(&mut self, min_element_bytes: usize) -> Result<usize, ApiError> {
+        let n = self.i32()?;
+        let n = usize::try_from(n).map_err(|_| ApiError::Decode(format!("array count {n}")))?;
+        if n.saturating_mul(min_element_bytes.max(1)) > self.buf.len() {
+            return Err(ApiError::Decode(format!("array of {n} elements in {} bytes", self.buf.len())));
+        }
+        Ok(n)
+    }
+}
+
 pub fn str_bytes(s: &str) -> kafka_protocol::protocol::StrBytes {
     kafka_protocol::protocol::StrBytes::from_string(s.to_string())
+}
+
+pub fn opt_str_bytes(s: Option<&str>) -> Option<kafka_protocol::protocol::StrBytes> {
+    s.map(str_bytes)
+}
+
+pub fn opt_string(s: &Option<kafka_protocol::protocol::StrBytes>) -> Option<String> {
+    s.as_ref().map(|s| s.to_string())
+}
+
+/// Encodes a response built in a handler's second phase. Encoding an in-memory response fails
+/// only if a handler set a field its version lacks (a bug): logged, and the client gets an
+/// empty body (it fails that request and retries).
+pub fn encode_later<T: Encodable>(msg: &T, key: ApiKey, version: i16) -> Vec<Bytes> {
+    encode(msg, version).unwrap_or_else(|e| {
+        tracing::error!("{key:?} v{version}: {e}");
+        vec![Bytes::new()]
+    })
 }
 
 #[cfg(test)]

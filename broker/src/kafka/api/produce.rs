@@ -50,7 +50,7 @@ struct Incoming {
 /// rewrites its base offset in place instead of copying it (librdkafka sends one partition per
 /// request, so that is the common case).
 fn take_apart(req: Request) -> Result<(Rc<Shard>, i16, Incoming), ApiError> {
-    let Request { shard, registry, version, header, body: mut frame } = req;
+    let Request { shard, registry, version, header, body: mut frame, .. } = req;
     drop((registry, header));
     let body = ProduceRequest::decode(&mut frame, version).map_err(|e| ApiError::Decode(e.to_string()))?;
     drop(frame);
@@ -84,6 +84,8 @@ async fn handle(req: Request) -> Result<Reply, ApiError> {
     let mut names = Vec::with_capacity(incoming.topics.len());
     for (ti, (topic, partitions_data)) in incoming.topics.into_iter().enumerate() {
         let name = topic.0.as_str();
+        // Kafka: "Cannot append to internal topic" (the broker writes __consumer_offsets itself).
+        let refuse = if crate::topics::is_internal(name) { refuse.or(Some(INVALID_TOPIC_EXCEPTION)) } else { refuse };
         let partitions = if refuse.is_none() && shard.ensure_topic(name).await { shard.topic_partitions(name) } else { None };
         for (index, records) in partitions_data {
             let slot = match (refuse, partitions, records) {
