@@ -8,7 +8,6 @@
 #   TARGET              request_decode, log_recovery (default: both)
 #   --dev               build without optimisations: builds in about half the time, runs
 #                       ~5x slower; what tests/run-all.sh uses for its short run
-#   RIPTIDE_RECOVERY_STRICT=1   log_recovery tolerates none of the known storage findings
 #
 # Corpus: fuzz/corpus/<target>/ (local, grows with every run, not in git) plus the committed,
 # read-only fuzz/seeds/<target>/ (valid frames, plans, and a minimised corpus of long runs).

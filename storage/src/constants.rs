@@ -81,6 +81,10 @@ pub const FAULTY_ALIGNMENT_BYTES: u64 = 4096;
 pub const OFFSET_INDEX_ENTRY_BYTES: usize = 8;
 /// Entry size of the time index: i64 timestamp + u32 relative offset.
 pub const TIME_INDEX_ENTRY_BYTES: usize = 12;
+/// Footer of a sealed segment's `.index` file: magic, the segment file's size, its next offset
+/// relative to its base, and a CRC-32C over both index files' entries and the footer fields.
+pub const INDEX_FOOTER_BYTES: usize = 24;
+pub const INDEX_FOOTER_MAGIC: u32 = 0x5249_5831; // "RIX1"
 
 /// File name of a log's checkpoint (log start offset, recovery point), see `checkpoint.rs`.
 pub const CHECKPOINT_FILE: &str = "checkpoint";

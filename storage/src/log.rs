@@ -32,7 +32,7 @@ use crate::producer_state::{ProducerState, SeqVerdict};
 use crate::recovery::{create_segment, now_ms, persist_index, recover, remove_segment_files};
 use crate::segment::Segment;
 use crate::segment_appender::SegmentAppender;
-use crate::segment_reader::{read_batches, BatchScanner, ScanItem};
+use crate::segment_reader::{read_batches, BatchScanner, ReadStart, ScanItem};
 
 /// Result of an append: offsets assigned to the appended batches, or (`duplicate`) the offsets
 /// an idempotent producer's earlier copy of them already has.
@@ -715,14 +715,22 @@ impl<B: IoBackend> LogInner<B> {
             return Ok(result);
         }
         let Some(segment) = segment else { return Ok(result) };
-        let (position, limit) = {
+        let (start, limit, sealed_end) = {
             let meta = segment.meta.borrow();
-            let relative = (offset - segment.base_offset) as u32;
-            (u64::from(meta.index.lookup_offset(relative)), meta.readable_size)
+            let (relative, position) = meta.index.lookup_entry((offset - segment.base_offset) as u32);
+            let start = ReadStart { position: u64::from(position), base_offset: segment.base_offset + i64::from(relative) };
+            (start, meta.readable_size, meta.sealed.then_some(meta.next_offset))
         };
-        result.batches = read_batches(&*segment.file, position, limit, offset, hw, max_bytes)
+        result.batches = read_batches(&*segment.file, start, limit, offset, hw, max_bytes)
             .await
             .map_err(|e| self.on_corruption(e, segment.base_offset))?;
+        // A sealed segment holds every offset up to its end: nothing found below it is damage
+        // (a consumer would otherwise be stuck below the high watermark).
+        if result.batches.is_empty() && sealed_end.is_some_and(|end| offset < end) {
+            let reason = format!("offset {offset} not found in a sealed segment ending at {}", sealed_end.unwrap_or_default());
+            let e = Error::CorruptLog { path: Default::default(), position: limit, reason };
+            return Err(self.on_corruption(e, segment.base_offset));
+        }
         debug_assert!(result.batches.iter().all(|b| b.len() >= BATCH_HEADER_BYTES));
         // The segment file ended; what follows may still be in memory only: carry on there
         // (up to max_bytes) rather than answer short.

@@ -127,8 +127,9 @@ async fn load_index<B: IoBackend>(
     if (file_size == 0) != (relative_end == 0) {
         return Ok(None);
     }
-    let Some(index) = SegmentIndex::decode(config.index_interval_bytes, &offsets, &times, file_size, relative_end)
+    let Some(index) = SegmentIndex::decode_sealed(config.index_interval_bytes, &offsets, &times, file_size, relative_end)
     else {
+        tracing::info!(dir = %dir.display(), base, "index files missing their footer, damaged or stale: scanning the segment");
         return Ok(None);
     };
     // Spot check: the last indexed position must hold the batch the index claims.
@@ -142,9 +143,12 @@ async fn load_index<B: IoBackend>(
     Ok(Some(index))
 }
 
-async fn write_index_files<B: IoBackend>(backend: &B, dir: &Path, base: i64, index: &SegmentIndex) -> Result<()> {
-    write_small_file(backend, &segment_path(dir, base, INDEX_SUFFIX), &index.encode_offsets()).await?;
-    write_small_file(backend, &segment_path(dir, base, TIME_INDEX_SUFFIX), &index.encode_times()).await?;
+/// Writes a sealed segment's index files; `size` and `next_offset` describe its segment file.
+async fn write_index_files<B: IoBackend>(backend: &B, dir: &Path, base: i64, index: &SegmentIndex, size: u64, next_offset: i64) -> Result<()> {
+    let (offsets, times) = index.encode_sealed(size, (next_offset - base) as u64);
+    // The time index first: the `.index` file (with the footer covering both) is the commit.
+    write_small_file(backend, &segment_path(dir, base, TIME_INDEX_SUFFIX), &times).await?;
+    write_small_file(backend, &segment_path(dir, base, INDEX_SUFFIX), &offsets).await?;
     Ok(())
 }
 
@@ -182,8 +186,11 @@ pub(crate) async fn create_segment<B: IoBackend>(
 
 /// Writes the index files of a freshly sealed segment.
 pub(crate) async fn persist_index<B: IoBackend, F: IoFile>(backend: &B, dir: &Path, segment: &Segment<F>) -> Result<()> {
-    let index = segment.meta.borrow().index.clone();
-    write_index_files(backend, dir, segment.base_offset, &index).await
+    let (index, size, next_offset) = {
+        let meta = segment.meta.borrow();
+        (meta.index.clone(), meta.size, meta.next_offset)
+    };
+    write_index_files(backend, dir, segment.base_offset, &index, size, next_offset).await
 }
 
 /// Where producer-state replay starts: the newest snapshot, or (none: a data dir from an older
@@ -319,7 +326,7 @@ async fn open_segment<B: IoBackend>(
     let sealed = next_base.is_some();
     if sealed {
         scan.index.seal();
-        write_index_files(backend, dir, base, &scan.index).await?;
+        write_index_files(backend, dir, base, &scan.index, scan.valid_size, scan.next_offset).await?;
     }
     let segment = Segment::new(base, file, meta(scan.valid_size, scan.next_offset, scan.index, sealed));
     Ok((Rc::new(segment), scan.valid_size))

@@ -2,9 +2,13 @@
 //!
 //! Kept in memory while the segment is active; written to `<base>.index` (u32 relative offset,
 //! u32 position, big endian) and `<base>.timeindex` (i64 max timestamp so far, u32 relative
-//! offset) when the segment is sealed. Lost or corrupt index files are rebuilt by scanning.
+//! offset) when the segment is sealed. The `.index` file ends with a footer that ties both files
+//! to the segment file they describe (its size and next offset) under a CRC-32C: damaged,
+//! truncated or stale index files, and a segment file that changed size since, are detected at
+//! open and the segment is scanned (and the index rebuilt) instead of trusted. Files without a
+//! footer (written by earlier versions) are rebuilt the same way.
 
-use crate::constants::{OFFSET_INDEX_ENTRY_BYTES, TIME_INDEX_ENTRY_BYTES};
+use crate::constants::{INDEX_FOOTER_BYTES, INDEX_FOOTER_MAGIC, OFFSET_INDEX_ENTRY_BYTES, TIME_INDEX_ENTRY_BYTES};
 
 /// One sparse offset index entry: batch base offset relative to the segment, file position.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,6 +129,17 @@ impl SegmentIndex {
         }
     }
 
+    /// (relative offset, file position) of the last indexed batch whose base offset <=
+    /// `relative_offset`; (0, 0) if none (the segment's first batch).
+    pub fn lookup_entry(&self, relative_offset: u32) -> (u32, u32) {
+        let idx = self.offsets.partition_point(|e| e.relative_offset <= relative_offset);
+        if idx == 0 {
+            (0, 0)
+        } else {
+            (self.offsets[idx - 1].relative_offset, self.offsets[idx - 1].position)
+        }
+    }
+
     /// Relative offset of a batch at or before the first batch whose max timestamp >= `ts`
     /// (0 if the scan must start at the segment start).
     pub fn lookup_time(&self, ts: i64) -> u32 {
@@ -160,6 +175,34 @@ impl SegmentIndex {
             out.extend_from_slice(&e.relative_offset.to_be_bytes());
         }
         out
+    }
+
+    /// The two index files of a sealed segment of `segment_size` bytes whose next offset is
+    /// `relative_end` past its base: (`.index` with its footer, `.timeindex`).
+    pub fn encode_sealed(&self, segment_size: u64, relative_end: u64) -> (Vec<u8>, Vec<u8>) {
+        let (mut offsets, times) = (self.encode_offsets(), self.encode_times());
+        offsets.extend_from_slice(&INDEX_FOOTER_MAGIC.to_be_bytes());
+        offsets.extend_from_slice(&segment_size.to_be_bytes());
+        offsets.extend_from_slice(&relative_end.to_be_bytes());
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&offsets), &times);
+        offsets.extend_from_slice(&crc.to_be_bytes());
+        (offsets, times)
+    }
+
+    /// Loads a sealed segment's index from files written by `encode_sealed`, for a segment file
+    /// of `segment_size` bytes ending at `relative_end`. None if the footer is missing, its CRC
+    /// fails, it describes another size or end, or the entries are malformed.
+    pub fn decode_sealed(interval_bytes: u32, offsets: &[u8], times: &[u8], segment_size: u64, relative_end: u64) -> Option<Self> {
+        let split = offsets.len().checked_sub(INDEX_FOOTER_BYTES)?;
+        let (entries, footer) = offsets.split_at(split);
+        let field = |at: usize| u64::from_be_bytes(footer[at..at + 8].try_into().expect("8 bytes"));
+        let magic = u32::from_be_bytes(footer[..4].try_into().ok()?);
+        let crc = u32::from_be_bytes(footer[20..].try_into().ok()?);
+        let computed = crc32c::crc32c_append(crc32c::crc32c(&offsets[..split + 20]), times);
+        if magic != INDEX_FOOTER_MAGIC || crc != computed || field(4) != segment_size || field(12) != relative_end {
+            return None;
+        }
+        SegmentIndex::decode(interval_bytes, entries, times, segment_size, relative_end)
     }
 
     /// Loads a sealed segment's index from its two files. Returns None if either is malformed:

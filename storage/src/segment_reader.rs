@@ -88,21 +88,32 @@ impl<'a, F: IoFile> BatchScanner<'a, F> {
     }
 }
 
-/// Fetch read: whole batches starting with the one containing `offset`, scanning from
-/// `position` (an index hint at or before it) up to `limit` bytes; only batches below `hw`;
-/// the first batch is whole even beyond `max_bytes`. Every returned batch passed its CRC check.
+/// Where a fetch read starts: `position` (an index entry at or before the offset asked for)
+/// holds the batch whose base offset is `base_offset`.
+#[derive(Clone, Copy, Debug)]
+pub struct ReadStart {
+    pub position: u64,
+    pub base_offset: i64,
+}
+
+/// Fetch read: whole batches starting with the one containing `offset`, scanning from `start`
+/// up to `limit` bytes; only batches below `hw`; the first batch is whole even beyond
+/// `max_bytes`. Every returned batch passed its CRC check, and the batches scanned are
+/// contiguous from `start.base_offset` (base offsets are outside the CRC: a damaged one would
+/// otherwise skip or misplace data silently).
 pub async fn read_batches<F: IoFile>(
     file: &F,
-    position: u64,
+    start: ReadStart,
     limit: u64,
     offset: i64,
     hw: i64,
     max_bytes: usize,
 ) -> Result<Vec<Bytes>> {
     let chunk = (max_bytes + INDEX_INTERVAL_BYTES as usize).clamp(READ_CHUNK_BYTES, READ_CHUNK_BYTES_MAX);
-    let mut scanner = BatchScanner::new(file, position, limit, chunk, true);
+    let mut scanner = BatchScanner::new(file, start.position, limit, chunk, true);
     let mut batches = Vec::new();
     let mut total = 0usize;
+    let mut expected = start.base_offset;
     loop {
         match scanner.next().await? {
             ScanItem::End => break,
@@ -110,7 +121,14 @@ pub async fn read_batches<F: IoFile>(
             ScanItem::Invalid { position, reason } => {
                 return Err(Error::CorruptLog { path: Default::default(), position, reason });
             }
+            // Contiguous offsets within a segment (compaction, when it lands, will leave gaps
+            // and relax this to increasing offsets for compacted segments).
+            ScanItem::Batch { position, header, .. } if header.base_offset != expected => {
+                let reason = format!("batch base offset {} where offset {expected} was expected", header.base_offset);
+                return Err(Error::CorruptLog { path: Default::default(), position, reason });
+            }
             ScanItem::Batch { header, data, .. } => {
+                expected = header.next_offset();
                 if header.base_offset >= hw {
                     break;
                 }

@@ -84,4 +84,29 @@ fn index_lookup_segment_index_boundaries() {
     assert_eq!(decoded.offset_entries(), index.offset_entries());
     assert!(SegmentIndex::decode(100, &encoded.0[1..], &encoded.1, 600, 20).is_none());
     assert!(SegmentIndex::decode(100, &encoded.0, &encoded.1, 100, 20).is_none());
+    index_footer_catches_damage_and_stale_files(&index);
+}
+
+/// The sealed form: trusted only for the segment size and end it was written for, and any
+/// changed byte of either file (entries, footer) makes it untrusted (the segment is scanned).
+fn index_footer_catches_damage_and_stale_files(index: &SegmentIndex) {
+    let (offsets, times) = index.encode_sealed(600, 20);
+    let decoded = SegmentIndex::decode_sealed(100, &offsets, &times, 600, 20).expect("intact files load");
+    assert_eq!(decoded.offset_entries(), index.offset_entries());
+    assert_eq!(decoded.time_entries(), index.time_entries());
+    assert!(SegmentIndex::decode_sealed(100, &offsets, &times, 599, 20).is_none(), "segment file changed size");
+    assert!(SegmentIndex::decode_sealed(100, &offsets, &times, 600, 21).is_none(), "next segment moved");
+    assert!(SegmentIndex::decode_sealed(100, &index.encode_offsets(), &times, 600, 20).is_none(), "no footer (older files)");
+    for i in 0..offsets.len() {
+        let mut bad = offsets.clone();
+        bad[i] ^= 0x01;
+        assert!(SegmentIndex::decode_sealed(100, &bad, &times, 600, 20).is_none(), ".index byte {i} flipped");
+    }
+    for i in 0..times.len() {
+        let mut bad = times.clone();
+        bad[i] ^= 0x80;
+        assert!(SegmentIndex::decode_sealed(100, &offsets, &bad, 600, 20).is_none(), ".timeindex byte {i} flipped");
+    }
+    assert!(SegmentIndex::decode_sealed(100, &offsets[..offsets.len() - 8], &times, 600, 20).is_none(), "truncated");
+    assert!(SegmentIndex::decode_sealed(100, &offsets, &times[..times.len().saturating_sub(12)], 600, 20).is_none() || times.is_empty());
 }

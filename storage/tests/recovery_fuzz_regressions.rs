@@ -1,17 +1,18 @@
 //! Log recovery under damage, replaying inputs of the `log_recovery` fuzz target (fuzz/) through
 //! the same harness and invariants (tests/support/recovery_check.rs). Crashing inputs are kept
-//! here as bytes; the `ignore`d tests are open storage findings (fuzz/README.md), reproduced
-//! with nothing tolerated: un-ignore one when its finding is fixed (and drop its `Tolerate` flag).
+//! here as bytes: the storage findings F1-F4 (fuzz/README.md), fixed since, each as found.
+//! storage/tests/index_damage.rs covers the same findings directly (F2's input no longer
+//! reaches the damage it was minimised for, since segment writes are batched by the journal).
 extern crate riptide_storage as storage;
 
 #[path = "support/recovery_check.rs"]
 mod recovery_check;
 
-use recovery_check::{check_input, Outcome, Tolerate};
+use recovery_check::{check_input, Outcome};
 
 #[test]
 fn recovery_fuzz_empty_input_is_one_batch_closed_cleanly() {
-    assert_eq!(check_input(&[], Tolerate::NOTHING), Outcome::Recovered { kept_all: true, corrupt_reads: 0 });
+    assert_eq!(check_input(&[]), Outcome::Recovered { kept_all: true, corrupt_reads: 0 });
 }
 
 #[test]
@@ -20,7 +21,7 @@ fn recovery_fuzz_seed_inputs_hold() {
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).expect("fuzz/seeds/log_recovery") {
         let path = entry.unwrap().path();
-        check_input(&std::fs::read(&path).unwrap(), Tolerate::KNOWN);
+        check_input(&std::fs::read(&path).unwrap());
         n += 1;
     }
     assert!(n >= 4, "{n} seeds in {}", dir.display());
@@ -36,14 +37,8 @@ const F4_TRUNCATED_SEALED_SEGMENT: &[u8] = &[
 ];
 
 #[test]
-fn recovery_fuzz_f4_input_holds_with_the_finding_tolerated() {
-    check_input(F4_TRUNCATED_SEALED_SEGMENT, Tolerate::KNOWN);
-}
-
-#[test]
-#[ignore = "storage finding F4 (fuzz/README.md): a truncated sealed segment is trusted; reads below the high watermark come back empty"]
 fn recovery_fuzz_f4_truncated_sealed_segment() {
-    check_input(F4_TRUNCATED_SEALED_SEGMENT, Tolerate::NOTHING);
+    check_input(F4_TRUNCATED_SEALED_SEGMENT);
 }
 
 /// F2, fuzz/artifacts/log_recovery/f2-damaged-offset-index-skips-batches: segments of 1 KiB; one
@@ -57,14 +52,8 @@ const F2_DAMAGED_OFFSET_INDEX: &[u8] = &[
 ];
 
 #[test]
-fn recovery_fuzz_f2_input_holds_with_the_finding_tolerated() {
-    check_input(F2_DAMAGED_OFFSET_INDEX, Tolerate::KNOWN);
-}
-
-#[test]
-#[ignore = "storage finding F2 (fuzz/README.md): a damaged sealed-segment offset index is trusted; reads skip batches"]
 fn recovery_fuzz_f2_damaged_offset_index() {
-    check_input(F2_DAMAGED_OFFSET_INDEX, Tolerate::NOTHING);
+    check_input(F2_DAMAGED_OFFSET_INDEX);
 }
 
 /// F1, fuzz/artifacts/log_recovery/f1-damaged-time-index-skips-batches: segments of 512 bytes,
@@ -74,14 +63,8 @@ fn recovery_fuzz_f2_damaged_offset_index() {
 const F1_DAMAGED_TIME_INDEX: &[u8] = &[0x30, 0x00, 0x30, 0x30, 0x30, 0x30];
 
 #[test]
-fn recovery_fuzz_f1_input_holds_with_the_finding_tolerated() {
-    check_input(F1_DAMAGED_TIME_INDEX, Tolerate::KNOWN);
-}
-
-#[test]
-#[ignore = "storage finding F1 (fuzz/README.md): a damaged sealed-segment time index is trusted; offset_for_timestamp skips batches"]
 fn recovery_fuzz_f1_damaged_time_index() {
-    check_input(F1_DAMAGED_TIME_INDEX, Tolerate::NOTHING);
+    check_input(F1_DAMAGED_TIME_INDEX);
 }
 
 /// F3, fuzz/artifacts/log_recovery/f3-flipped-base-offset-*: segments of 1 KiB, 64 batches,
@@ -92,19 +75,11 @@ const F3_BASE_OFFSET_SKIPPED: &[u8] = &[0x01, 0xff, 0xff, 0x01, 0x00, 0x01];
 const F3_BASE_OFFSET_EMPTY_READ: &[u8] = &[0x01, 0xff, 0xff, 0x01, 0x00, 0x01, 0x01, 0x02, 0x02];
 
 #[test]
-fn recovery_fuzz_f3_inputs_hold_with_the_finding_tolerated() {
-    check_input(F3_BASE_OFFSET_SKIPPED, Tolerate::KNOWN);
-    check_input(F3_BASE_OFFSET_EMPTY_READ, Tolerate::KNOWN);
-}
-
-#[test]
-#[ignore = "storage finding F3 (fuzz/README.md): reads of sealed segments do not check base offsets; a flipped one skips a batch"]
 fn recovery_fuzz_f3_flipped_base_offset_skips_batch() {
-    check_input(F3_BASE_OFFSET_SKIPPED, Tolerate::NOTHING);
+    check_input(F3_BASE_OFFSET_SKIPPED);
 }
 
 #[test]
-#[ignore = "storage finding F3 (fuzz/README.md): reads of sealed segments do not check base offsets; a flipped one empties a read"]
 fn recovery_fuzz_f3_flipped_base_offset_empty_read() {
-    check_input(F3_BASE_OFFSET_EMPTY_READ, Tolerate::NOTHING);
+    check_input(F3_BASE_OFFSET_EMPTY_READ);
 }

@@ -221,8 +221,6 @@ pub struct Seen {
     pub read: Vec<i64>,
     /// Offsets where a read failed with `CorruptBatch` (detected damage).
     pub corrupt_at: Vec<i64>,
-    /// False if the reads were skipped (a tolerated finding made them meaningless).
-    pub reads_checked: bool,
     /// A read found damage and took the log offline (the last `corrupt_at`).
     pub offline: bool,
 }
@@ -240,42 +238,6 @@ pub struct Touched {
     pub sealed_truncated: bool,
 }
 
-/// Storage findings the checks tolerate for now, so a fuzz run can look past them (the
-/// `ignore`d tests in recovery_fuzz_regressions.rs reproduce them). `RIPTIDE_RECOVERY_STRICT=1`
-/// tolerates nothing, `=index`, `=offset` or `=truncated` stops tolerating one finding; once a finding is
-/// fixed, drop its flag.
-#[derive(Debug, Clone, Copy)]
-pub struct Tolerate {
-    /// F1/F2: recovery trusts a damaged `.index` / `.timeindex` of a sealed segment (only the
-    /// last offset-index entry is spot-checked); reads and `offset_for_timestamp` then fail with
-    /// `CorruptBatch` or skip batches. Tolerated: read errors, a read whose first batch starts
-    /// after the offset asked for (still checked against what was appended), no timestamp checks.
-    pub damaged_index: bool,
-    /// F3: reads of a sealed segment do not check base offsets (not covered by the CRC, and a
-    /// segment whose index loads is not scanned at open), so a damaged base offset makes a read
-    /// skip the batch or return it at the wrong offset. Tolerated: no read checks at all.
-    pub sealed_offset_field: bool,
-    /// F4: a truncated sealed segment whose index files still load is trusted to reach the next
-    /// segment; reads of the lost offsets return no batches and no error (a consumer is stuck
-    /// below the high watermark). Tolerated: such an empty read, counted as detected damage.
-    pub sealed_truncated: bool,
-}
-
-impl Tolerate {
-    pub const KNOWN: Tolerate = Tolerate { damaged_index: true, sealed_offset_field: true, sealed_truncated: true };
-    pub const NOTHING: Tolerate = Tolerate { damaged_index: false, sealed_offset_field: false, sealed_truncated: false };
-
-    pub fn from_env() -> Tolerate {
-        match std::env::var("RIPTIDE_RECOVERY_STRICT").as_deref() {
-            Err(_) | Ok("" | "0") => Tolerate::KNOWN,
-            Ok("index") => Tolerate { damaged_index: false, ..Tolerate::KNOWN },
-            Ok("offset") => Tolerate { sealed_offset_field: false, ..Tolerate::KNOWN },
-            Ok("truncated") => Tolerate { sealed_truncated: false, ..Tolerate::KNOWN },
-            Ok(_) => Tolerate::NOTHING,
-        }
-    }
-}
-
 /// The damage as applied (file names and resolved positions), for violation reports.
 pub type DamageLog = Vec<String>;
 
@@ -289,7 +251,7 @@ pub type DamageLog = Vec<String>;
 /// - a read may fail with `CorruptBatch` only if segment files were damaged (damage in a sealed
 ///   segment is found by the read's CRC check); the read then resumes at the next batch;
 /// - with no read errors, `offset_for_timestamp` agrees with the batches read.
-pub async fn check_recovered(log: &Log<FaultyBackend>, model: &Model, touched: Touched, read_max: usize, tolerate: Tolerate) -> Result<Seen, String> {
+pub async fn check_recovered(log: &Log<FaultyBackend>, model: &Model, touched: Touched, read_max: usize) -> Result<Seen, String> {
     let start = log.log_start_offset();
     let hw = log.high_watermark();
     let end = log.log_end_offset();
@@ -305,20 +267,10 @@ pub async fn check_recovered(log: &Log<FaultyBackend>, model: &Model, touched: T
     if !touched.segment_files && hw < model.durable_end() {
         return Err(format!("lost durable data without segment damage: hw {hw} < durable end {}", model.durable_end()));
     }
-    let mut seen = Seen { high_watermark: hw, read: Vec::new(), corrupt_at: Vec::new(), reads_checked: true, offline: false };
-    if touched.sealed_offset_field && tolerate.sealed_offset_field {
-        seen.reads_checked = false;
-        return Ok(seen);
-    }
-    let index_trusted_wrongly = touched.index_files && tolerate.damaged_index;
+    let mut seen = Seen { high_watermark: hw, read: Vec::new(), corrupt_at: Vec::new(), offline: false };
     let mut offset = start;
     while offset < hw {
         match log.read(offset, read_max).await {
-            Ok(r) if r.batches.is_empty() && touched.sealed_truncated && tolerate.sealed_truncated => {
-                seen.corrupt_at.push(offset);
-                let i = model.index_holding(offset).ok_or_else(|| format!("empty read at {offset} past the appended data"))?;
-                offset = model.head(i).next_offset();
-            }
             Ok(r) => {
                 if r.batches.is_empty() {
                     return Err(format!("empty read at {offset} below the high watermark {hw}"));
@@ -326,9 +278,7 @@ pub async fn check_recovered(log: &Log<FaultyBackend>, model: &Model, touched: T
                 for (n, b) in r.batches.iter().enumerate() {
                     let h = BatchHeader::parse(b).map_err(|e| format!("read at {offset}: {e}"))?;
                     let contiguous = if n == 0 { h.base_offset <= offset && offset <= h.last_offset() } else { h.base_offset == offset };
-                    if !contiguous && n == 0 && h.base_offset > offset && index_trusted_wrongly {
-                        seen.corrupt_at.push(offset);
-                    } else if !contiguous {
+                    if !contiguous {
                         return Err(format!("read at {offset} returned batch {n} with base offset {}", h.base_offset));
                     }
                     let Some(i) = model.index_of_base(h.base_offset) else {
@@ -344,13 +294,13 @@ pub async fn check_recovered(log: &Log<FaultyBackend>, model: &Model, touched: T
                     offset = h.next_offset();
                 }
             }
-            Err(Error::CorruptBatch(e)) if touched.segment_files || index_trusted_wrongly => {
+            Err(Error::CorruptBatch(e)) if touched.segment_files => {
                 seen.corrupt_at.push(offset);
                 let i = model.index_holding(offset).ok_or_else(|| format!("corrupt read at {offset}: {e}"))?;
                 offset = model.head(i).next_offset();
             }
             // Damage found by a read takes the log offline: every later read and append fails.
-            Err(e @ Error::CorruptLog { .. }) if touched.segment_files || index_trusted_wrongly => {
+            Err(e @ Error::CorruptLog { .. }) if touched.segment_files => {
                 model.index_holding(offset).ok_or_else(|| format!("corrupt read at {offset}: {e}"))?;
                 seen.corrupt_at.push(offset);
                 check_offline(log, start).await?;
@@ -360,7 +310,7 @@ pub async fn check_recovered(log: &Log<FaultyBackend>, model: &Model, touched: T
             Err(e) => return Err(format!("read at {offset} (hw {hw}) failed: {e}")),
         }
     }
-    if seen.corrupt_at.is_empty() && !index_trusted_wrongly {
+    if seen.corrupt_at.is_empty() {
         check_timestamps(log, model, &seen).await?;
     }
     Ok(seen)
@@ -586,7 +536,7 @@ pub enum Outcome {
 }
 
 /// Runs one case; `Err` is an invariant violation (the fuzzer turns it into a crash).
-pub async fn run_plan(plan: &Plan, tolerate: Tolerate) -> Result<Outcome, String> {
+pub async fn run_plan(plan: &Plan) -> Result<Outcome, String> {
     let dir = PathBuf::from(DIR);
     let first = FaultyBackend::new();
     let log = Log::open(first.clone(), dir.clone(), plan.config.clone()).await.map_err(|e| format!("first open: {e}"))?;
@@ -638,7 +588,7 @@ pub async fn run_plan(plan: &Plan, tolerate: Tolerate) -> Result<Outcome, String
         Ok(log) => log,
         Err(_) => return Ok(Outcome::OpenRefused),
     };
-    let result = recovered_life(log, backend, &dir, plan, model, touched, tolerate).await;
+    let result = recovered_life(log, backend, &dir, plan, model, touched).await;
     result.map_err(explain)
 }
 
@@ -650,9 +600,8 @@ async fn recovered_life(
     plan: &Plan,
     mut model: Model,
     touched: Touched,
-    tolerate: Tolerate,
 ) -> Result<Outcome, String> {
-    let seen = check_recovered(&log, &model, touched, plan.read_max_bytes, tolerate).await?;
+    let seen = check_recovered(&log, &model, touched, plan.read_max_bytes).await?;
     let kept_all = seen.high_watermark == model.end();
     if seen.offline {
         let _ = log.close().await;
@@ -661,7 +610,7 @@ async fn recovered_life(
         return match Log::open(backend, dir.to_path_buf(), plan.config.clone()).await {
             Err(_) => Ok(Outcome::Offline),
             Ok(log) => {
-                let again = check_recovered(&log, &model, touched, plan.read_max_bytes, tolerate).await?;
+                let again = check_recovered(&log, &model, touched, plan.read_max_bytes).await?;
                 let _ = log.close().await;
                 if again != seen {
                     return Err(format!("a restart of an offline log changed what it serves: {again:?}, want {seen:?}"));
@@ -678,12 +627,10 @@ async fn recovered_life(
     model.truncate(model.index_of_base(seen.high_watermark).unwrap_or(model.batches.len()));
     model.push(appended.clone());
     model.durable = model.batches.len();
-    let again = check_recovered(&log, &model, touched, plan.read_max_bytes, tolerate).await?;
+    let again = check_recovered(&log, &model, touched, plan.read_max_bytes).await?;
     let mut want = seen.clone();
     want.high_watermark = BatchHeader::parse(&appended).unwrap().next_offset();
-    if want.reads_checked {
-        want.read.push(BatchHeader::parse(&appended).unwrap().base_offset);
-    }
+    want.read.push(BatchHeader::parse(&appended).unwrap().base_offset);
     if again != want {
         return Err(format!("a clean restart after recovery changed the log: {again:?}, want {want:?}"));
     }
@@ -706,9 +653,9 @@ pub fn block_on<T>(f: impl Future<Output = T>) -> T {
 }
 
 /// Decodes and runs one input; panics on an invariant violation (with the plan and the reason).
-pub fn check_input(data: &[u8], tolerate: Tolerate) -> Outcome {
+pub fn check_input(data: &[u8]) -> Outcome {
     let plan = Plan::from_bytes(data);
-    match block_on(run_plan(&plan, tolerate)) {
+    match block_on(run_plan(&plan)) {
         Ok(outcome) => outcome,
         Err(violation) => panic!("recovery invariant violated: {violation}\nplan: {plan:#?}"),
     }
