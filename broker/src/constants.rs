@@ -55,6 +55,11 @@ pub const CONNECTIONS_MAX_IDLE_MS_DEFAULT: u64 = 600_000;
 /// arrived, so a connection holds at most this much memory outside the budget while it waits
 /// for room (the same order as its read buffer).
 pub const REQUEST_READ_CHUNK_BYTES: usize = 256 * 1024;
+/// Largest request of any API but Produce. Decoding multiplies a request's size in memory (a
+/// 2-byte Metadata topic on the wire becomes a 128-byte struct: fuzz finding F5) while the
+/// request budget counts wire bytes, so only Produce, whose records stay as they arrived, may
+/// use all of socket.request.max.bytes. 1 MiB is thousands of topics or partitions per request.
+pub const NON_PRODUCE_REQUEST_MAX_BYTES: usize = 1 << 20;
 /// Requests up to this size (1 MiB of records, librdkafka's default `message.max.bytes`, plus
 /// room for headers) may use the reserve pool when the main request budget is exhausted.
 pub const RESERVE_REQUEST_BYTES_MAX: usize = 1024 * 1024 + 64 * 1024;

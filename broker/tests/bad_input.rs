@@ -127,3 +127,37 @@ fn bad_input_huge_array_count_is_rejected_not_allocated() {
     assert!(c.closed());
     still_serving(&broker);
 }
+
+/// Fuzz finding F5: decoding multiplies a request's size in memory, so only Produce may use
+/// all of socket.request.max.bytes; a 2 MiB Metadata request closes the connection as soon as
+/// its API key has arrived, and a 2 MiB Produce request is served.
+#[test]
+fn bad_input_large_request_other_than_produce_closes_connection() {
+    let broker = TestBroker::start(1);
+    let mut c = broker.connect();
+    let mut req = header_v1(3, 1, 1, "x"); // Metadata v1 with ~190k topic names
+    let topics: i32 = (2 << 20) / 11;
+    req.extend_from_slice(&topics.to_be_bytes());
+    for i in 0..topics {
+        req.extend_from_slice(&9i16.to_be_bytes());
+        req.extend_from_slice(format!("t{i:08}").as_bytes());
+    }
+    assert!(req.len() > 2 << 20);
+    // Only the size and the first 64 KiB: the broker closes before the rest is sent.
+    let mut start = (req.len() as i32).to_be_bytes().to_vec();
+    start.extend_from_slice(&req[..64 << 10]);
+    c.send_raw(&start);
+    assert!(c.closed(), "closed with most of the request still unsent");
+    // Three partitions of 700 KB batches (each under max.message.bytes): a 2 MB request.
+    let big = riptide_testkit::unkeyed_batch(1, bytes::Bytes::from(vec![7u8; 700_000]), 1);
+    let mut req = produce("big", 0, big.clone());
+    for p in 1..3 {
+        let mut part = req.topic_data[0].partition_data[0].clone();
+        part.index = p;
+        req.topic_data[0].partition_data.push(part);
+    }
+    let resp: ProduceResponse = broker.connect().call(ApiKey::Produce, 7, &req);
+    let errors: Vec<i16> = resp.responses[0].partition_responses.iter().map(|p| p.error_code).collect();
+    assert_eq!(errors, [0, 0, 0], "a Produce request over 1 MiB is served");
+    still_serving(&broker);
+}

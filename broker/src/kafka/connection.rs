@@ -12,7 +12,7 @@ use super::api::{Registry, Reply, Request};
 use super::budget::{Held, RequestBudget};
 use super::frame::{self, FrameError};
 use crate::config::NetConfig;
-use crate::constants::{CONNECTION_IN_FLIGHT_MAX, CONNECTION_READ_BUFFER_BYTES, REQUEST_READ_CHUNK_BYTES};
+use crate::constants::{CONNECTION_IN_FLIGHT_MAX, CONNECTION_READ_BUFFER_BYTES, NON_PRODUCE_REQUEST_MAX_BYTES, REQUEST_READ_CHUNK_BYTES};
 use crate::shard::Shard;
 use bytes::Bytes;
 use futures::future::{select, Either, LocalBoxFuture};
@@ -182,6 +182,12 @@ async fn read_payload<R: AsyncRead + Unpin>(reader: &mut R, size: usize, budget:
         if n == 0 {
             return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
         }
+        if filled < 2 && filled + n >= 2 && size > NON_PRODUCE_REQUEST_MAX_BYTES {
+            let key = i16::from_be_bytes([payload[0], payload[1]]);
+            if key != ApiKey::Produce as i16 {
+                return Err(FrameError::TooLargeForApi { key, size, max: NON_PRODUCE_REQUEST_MAX_BYTES });
+            }
+        }
         held.take(n as u64).await?;
         filled += n;
     }
@@ -303,7 +309,9 @@ mod tests {
         run(|| async {
             let main = Rc::new(Semaphore::new(1 << 20));
             let budget = RequestBudget::with_reserve(main.clone(), 0);
-            let mut reader = futures::io::Cursor::new(vec![7u8; 1000]);
+            let mut head = vec![0u8; 2]; // Produce: the one API allowed this large
+            head.extend_from_slice(&[7u8; 998]);
+            let mut reader = futures::io::Cursor::new(head);
             let r = read_payload(&mut reader, 100 << 20, &budget).await;
             assert!(matches!(r, Err(FrameError::Io(ref e)) if e.kind() == std::io::ErrorKind::UnexpectedEof));
             assert_eq!(main.available(), 1 << 20, "a request cut short holds nothing");

@@ -10,6 +10,8 @@ use kafka_protocol::protocol::Decodable;
 pub enum FrameError {
     #[error("request of {size} bytes is over socket.request.max.bytes ({max})")]
     TooLarge { size: i64, max: usize },
+    #[error("request of API key {key} of {size} bytes: only Produce requests may be over {max} bytes")]
+    TooLargeForApi { key: i16, size: usize, max: usize },
     #[error("negative request size {0}")]
     Negative(i32),
     #[error("request too short for a header ({0} bytes)")]
