@@ -43,7 +43,40 @@ pub struct SystemResult {
     /// Bytes written to that device / payload bytes produced (write amplification).
     #[serde(default)]
     pub device_bytes_per_payload_byte: f64,
+    /// The same broker and device figures for each step of the run (e.g. each fixed rate).
+    #[serde(default)]
+    pub steps: Vec<StepMeasure>,
     pub run: Option<Report>,
+}
+
+/// Broker CPU and device figures of one measured window (one step of the workload).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct StepMeasure {
+    pub step: usize,
+    pub produce_mb_per_s: f64,
+    pub produce_p50_ms: f64,
+    pub produce_p99_ms: f64,
+    pub broker_busy_cores: f64,
+    pub device_writes_per_s: f64,
+    pub device_bytes_per_payload_byte: f64,
+}
+
+impl StepMeasure {
+    /// From a step's CPU seconds, device writes and bytes over `wall_s`.
+    pub fn of(step: usize, run: &Report, cpu_s: f64, wall_s: f64, writes: u64, bytes: u64) -> StepMeasure {
+        let s = run.steps.get(step);
+        let produced = s.map_or(0, |s| s.produce.bytes);
+        let per_s = |v: f64| if wall_s > 0.0 { v / wall_s } else { 0.0 };
+        StepMeasure {
+            step,
+            produce_mb_per_s: s.map_or(0.0, |s| s.produce.mb_per_s),
+            produce_p50_ms: s.map_or(0.0, |s| s.produce_latency.p50_ms),
+            produce_p99_ms: s.map_or(0.0, |s| s.produce_latency.p99_ms),
+            broker_busy_cores: per_s(cpu_s),
+            device_writes_per_s: per_s(writes as f64),
+            device_bytes_per_payload_byte: if produced > 0 { bytes as f64 / produced as f64 } else { 0.0 },
+        }
+    }
 }
 
 impl SystemResult {
@@ -61,6 +94,7 @@ impl SystemResult {
             mb_per_s_per_busy_core: 0.0,
             device_writes_per_s: 0.0,
             device_bytes_per_payload_byte: 0.0,
+            steps: Vec::new(),
             run: None,
         }
     }
@@ -96,6 +130,7 @@ impl SystemResult {
             mb_per_s_per_busy_core: if busy > 0.0 { mb / busy } else { 0.0 },
             device_writes_per_s: 0.0,
             device_bytes_per_payload_byte: 0.0,
+            steps: Vec::new(),
             run: Some(run),
         }
     }

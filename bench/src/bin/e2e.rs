@@ -260,8 +260,10 @@ fn run_system(spec: &SystemSpec, workload: &Workload, data_root: &Path, out: &Pa
         let (scrapes, bytes, failed) = s.stop();
         eprintln!("== {}: {scrapes} scrapes of /metrics ({bytes} bytes), {failed} failed", spec.name);
     }
-    let (cpu_s, wall_s) = window_cpu(&edges.lock().map(|e| e.clone()).unwrap_or_default());
-    let (disk_writes, disk_bytes) = window_disk(&disk_edges.lock().map(|e| e.clone()).unwrap_or_default());
+    let cpu_edges = edges.lock().map(|e| e.clone()).unwrap_or_default();
+    let disk_edges = disk_edges.lock().map(|e| e.clone()).unwrap_or_default();
+    let (cpu_s, wall_s) = window_cpu(&cpu_edges);
+    let (disk_writes, disk_bytes) = window_disk(&disk_edges);
     let alive = running.is_alive();
     running.stop();
     match result {
@@ -275,7 +277,15 @@ fn run_system(spec: &SystemSpec, workload: &Workload, data_root: &Path, out: &Pa
             if let Err(e) = loadgen::plot::write_plots(&report, &stem) {
                 eprintln!("plots for {}: {e}", spec.name);
             }
+            let steps = step_measures(&report, &cpu_edges, &disk_edges);
+            for m in &steps {
+                eprintln!(
+                    "== {} step {}: {:.1} MB/s, ack p50/p99 {:.2}/{:.2} ms, busy cores {:.2}, device writes/s {:.0}, device bytes/payload {:.2}",
+                    spec.name, m.step, m.produce_mb_per_s, m.produce_p50_ms, m.produce_p99_ms, m.broker_busy_cores, m.device_writes_per_s, m.device_bytes_per_payload_byte
+                );
+            }
             let mut r = SystemResult::measured(&spec.name, command, report, cpu_s, wall_s).with_device(disk_writes, disk_bytes, wall_s);
+            r.steps = steps;
             if !alive {
                 r.error = Some(format!("exited during the run; see {}", running.log_path().display()));
             }
@@ -289,6 +299,22 @@ fn run_system(spec: &SystemSpec, workload: &Workload, data_root: &Path, out: &Pa
             r
         }
     }
+}
+
+/// CPU and device figures of each measured window (one per step).
+fn step_measures(report: &loadgen::Report, cpu: &[(WindowEdge, f64, Instant)], disk: &[(WindowEdge, DiskCounters)]) -> Vec<bench::e2e_report::StepMeasure> {
+    let step_of = |e: &WindowEdge| match e {
+        WindowEdge::Start { step } | WindowEdge::End { step } => *step,
+    };
+    (0..report.steps.len())
+        .map(|step| {
+            let c: Vec<_> = cpu.iter().filter(|(e, ..)| step_of(e) == step).cloned().collect();
+            let d: Vec<_> = disk.iter().filter(|(e, _)| step_of(e) == step).cloned().collect();
+            let (cpu_s, wall_s) = window_cpu(&c);
+            let (writes, bytes) = window_disk(&d);
+            bench::e2e_report::StepMeasure::of(step, report, cpu_s, wall_s, writes, bytes)
+        })
+        .collect()
 }
 
 /// Device writes and bytes written summed over the measured windows (Start/End pairs).
