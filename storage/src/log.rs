@@ -299,6 +299,16 @@ impl<B: IoBackend> Log<B> {
         self.inner.progress.listen()
     }
 
+    /// A consumer waits for data past `offset`: if some is written but not yet visible (the
+    /// high watermark waits for its sync), ask the journal to sync it now rather than at its
+    /// next interval.
+    pub fn want_visible(&self, offset: i64) {
+        let st = self.inner.state.borrow();
+        if st.hw <= offset && st.written > offset {
+            self.inner.journal.want_sync();
+        }
+    }
+
     /// ListOffsets by time: first batch whose max_timestamp >= ts -> (its base offset, clamped to
     /// the log start offset, and its max_timestamp). Only batches below the high watermark count.
     /// `ts` = -2 (earliest) gives (log_start, -1); `ts` = -1 (latest) gives (high watermark, -1).
@@ -615,6 +625,9 @@ impl<B: IoBackend> LogInner<B> {
                 if st.writer_done {
                     return Err(Error::Closed);
                 }
+            }
+            if level == Durability::Synced {
+                self.journal.want_sync();
             }
             listener.await;
         }

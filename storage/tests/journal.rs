@@ -5,6 +5,7 @@ mod common;
 
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use common::*;
 use storage::{read_journal, Durability, FaultyBackend, JournalKey, Log};
@@ -105,5 +106,63 @@ fn journal_read_back_is_the_current_run_only() {
         assert!(after.entries.is_empty(), "{} stale entries read back", after.entries.len());
         let reopened = Log::open_with_journal(backend.clone(), root.join("a-0"), config(), next, JournalKey { topic_id: 1, partition: 0 }, Vec::new()).await.unwrap();
         assert_eq!(reopened.log_end_offset(), 3);
+    });
+}
+
+/// A journal whose unwaited-for data is synced only every `sync_interval`.
+async fn journal_syncing_every<B: storage::IoBackend>(backend: &B, dir: &std::path::Path, sync_interval: Duration) -> storage::Journal<B> {
+    let mut c = storage::JournalConfig::with_capacity(8 << 20);
+    c.sync_interval = sync_interval;
+    let journal = storage::Journal::open(backend.clone(), dir.join("journal"), c);
+    journal.begin(0).await.expect("journal starts");
+    journal
+}
+
+/// acks=1 traffic alone does not pay a device flush per round: written data nobody waits for
+/// stays unsynced (invisible to consumers) until the sync interval; a waiter for Synced gets
+/// its sync at once.
+#[test]
+fn journal_syncs_written_data_when_asked_not_per_round() {
+    run(|| async {
+        let backend = FaultyBackend::new();
+        let root = PathBuf::from("/data");
+        let journal = journal_syncing_every(&backend, &root, Duration::from_secs(3600)).await;
+        let log = open_shared(&backend, root.join("t-0"), &journal, 0, config()).await;
+        let syncs = backend.sync_count();
+        let mut last = None;
+        for i in 0..10 {
+            let info = log.append(batch(1, i, 100)).await.unwrap();
+            log.wait_appended(&info, Durability::Written).await.unwrap();
+            glommio::timer::sleep(Duration::from_millis(2)).await; // a round each
+            last = Some(info);
+        }
+        assert!(journal.rounds() >= 10, "one round per append");
+        assert_eq!(backend.sync_count(), syncs, "no sync while nobody waits for one");
+        assert_eq!(log.high_watermark(), 0, "consumers see only synced data");
+        let started = Instant::now();
+        log.wait_appended(&last.unwrap(), Durability::Synced).await.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5), "a waiter gets its sync at once, not at the interval");
+        assert_eq!(log.high_watermark(), 10);
+        assert_eq!(journal.syncs(), 1, "one sync for all ten rounds");
+    });
+}
+
+/// Written data nobody waits for is synced within the sync interval (the high watermark moves
+/// on its own).
+#[test]
+fn journal_syncs_unwaited_data_within_the_interval() {
+    run(|| async {
+        let backend = FaultyBackend::new();
+        let root = PathBuf::from("/data");
+        let journal = journal_syncing_every(&backend, &root, Duration::from_millis(20)).await;
+        let log = open_shared(&backend, root.join("t-0"), &journal, 0, config()).await;
+        let info = log.append(batch(1, 0, 100)).await.unwrap();
+        log.wait_appended(&info, Durability::Written).await.unwrap();
+        let started = Instant::now();
+        while log.high_watermark() < 1 {
+            assert!(started.elapsed() < Duration::from_secs(10), "the interval sync never came");
+            glommio::timer::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(journal.syncs(), 1);
     });
 }

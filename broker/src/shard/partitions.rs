@@ -366,6 +366,7 @@ impl PartitionService {
                 if partition.log.high_watermark() > part.offset {
                     return;
                 }
+                partition.log.want_visible(part.offset);
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
             if listeners.is_empty() || remaining.is_zero() {
