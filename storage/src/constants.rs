@@ -65,11 +65,13 @@ pub const JOURNAL_ZERO_FILL_BYTES: usize = 1 << 20;
 /// A standalone log (`Log::open`) keeps its own journal in this subdirectory, this large.
 pub const PRIVATE_JOURNAL_DIR: &str = "journal";
 pub const PRIVATE_JOURNAL_BYTES: u64 = 4 << 20;
-/// Disk space reserved ahead of the active segment's end, in steps of this many bytes
-/// (Redpanda's `segment_fallocation_step` default). Without it every append extends the file, and
-/// ext4 cannot run an extending O_DIRECT write asynchronously: io_uring hands it to a worker thread
-/// that holds the inode lock, which capped 100 partitions at ~16k writes/s with 2 ms writes.
-pub const SEGMENT_ALLOCATE_STEP_BYTES: u64 = 32 << 20;
+/// Disk space is reserved (`fallocate`) before each segment write, in steps of this many bytes,
+/// so the O_DIRECT write lands inside the file: ext4 cannot run an extending O_DIRECT write
+/// asynchronously (io_uring hands it to a worker that holds the inode lock). Segment writes now
+/// come from the lazy flusher, large and at most `SEGMENT_WRITES_CONCURRENT` at once, so the
+/// step is one block: nothing is reserved ahead of the data (it used to be 32 MiB per active
+/// partition, 32 GB for 1,000 partitions).
+pub const SEGMENT_ALLOCATE_STEP_BYTES: u64 = 4 << 10;
 /// Largest single DMA write issued by the segment appender: 2 MiB.
 pub const WRITE_CHUNK_BYTES_MAX: usize = 2 << 20;
 /// Default read chunk for disk reads of batches: 64 KiB.

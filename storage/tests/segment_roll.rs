@@ -79,3 +79,24 @@ fn segment_roll_small_appends_reach_the_segment_files_after_the_flush_delay() {
         assert_eq!(log.segment_synced_offset(), 1, "flushed by the delay");
     });
 }
+
+/// 1,000 active partitions must not reserve disk space ahead of their data (32 MiB each, 32 GB
+/// in all, before): after appends and a flush the active segment is its data, block-padded.
+#[test]
+fn segment_roll_active_segment_reserves_no_space_ahead() {
+    run(|| async {
+        let backend = FaultyBackend::new();
+        let mut cfg = config();
+        cfg.segment_bytes = 1 << 30;
+        let log = Log::open(backend.clone(), "/d/t-0".into(), cfg).await.unwrap();
+        let mut data = 0u64;
+        for i in 0..20 {
+            let b = batch(2, i, 3000);
+            data += b.len() as u64;
+            append_flushed(&log, b).await;
+        }
+        let seg = std::path::PathBuf::from("/d/t-0/00000000000000000000.log");
+        let size = backend.file_size(&seg).expect("the active segment exists");
+        assert!(size <= data.div_ceil(4096) * 4096, "active segment of {data} data bytes takes {size} bytes on disk");
+    });
+}

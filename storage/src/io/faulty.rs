@@ -121,6 +121,11 @@ impl FaultyBackend {
         self.fs.borrow().files.get(path).map(|f| f.borrow().data.clone())
     }
 
+    /// A file's size as `stat` would give it (data or reserved space, whichever is longer).
+    pub fn file_size(&self, path: &Path) -> Option<u64> {
+        self.fs.borrow().files.get(path).map(|f| f.borrow().size())
+    }
+
     /// Sets a file's length in both images (test damage).
     pub fn truncate_file(&self, path: &Path, len: u64) {
         if let Some(f) = self.fs.borrow().files.get(path) {
