@@ -808,6 +808,7 @@ async fn sync_written<B: IoBackend>(inner: &Rc<JournalInner<B>>) -> Result<()> {
         file.sync_data().await?;
     }
     inner.syncs.set(inner.syncs.get() + 1);
+    crate::stats::record_journal_sync();
     notify(inner, &progress, true);
     {
         let mut st = inner.st.borrow_mut();
@@ -881,6 +882,7 @@ async fn round<B: IoBackend>(inner: &Rc<JournalInner<B>>, work: Vec<Pending>) ->
     }
     inner.rounds.set(inner.rounds.get() + 1);
     inner.bytes_written.set(inner.bytes_written.get() + total);
+    crate::stats::record_journal_round(total);
     notify(inner, &progress, false);
     let mut st = inner.st.borrow_mut();
     for (log, end) in progress {

@@ -9,7 +9,8 @@
 //!   latency;
 //! - DMA reads (`io::dma`): bytes;
 //! - syncs: each `syncfs` round of a `SyncGroup`, or each per-file fdatasync, with its latency;
-//! - batch-cache hits and misses (`Log::read`).
+//! - batch-cache hits and misses (`Log::read`);
+//! - journal rounds (one write of every partition's entries), their bytes, and journal syncs.
 
 use std::cell::{Cell, RefCell};
 use std::time::Duration;
@@ -70,6 +71,9 @@ pub struct StorageStats {
     sync_rounds: Cell<u64>,
     cache_hits: Cell<u64>,
     cache_misses: Cell<u64>,
+    journal_rounds: Cell<u64>,
+    journal_bytes: Cell<u64>,
+    journal_syncs: Cell<u64>,
     write_latency: RefCell<Histogram>,
     sync_latency: RefCell<Histogram>,
 }
@@ -83,6 +87,9 @@ pub struct StorageSnapshot {
     pub sync_rounds: u64,
     pub cache_hits: u64,
     pub cache_misses: u64,
+    pub journal_rounds: u64,
+    pub journal_bytes: u64,
+    pub journal_syncs: u64,
     pub write_latency: Histogram,
     pub sync_latency: Histogram,
 }
@@ -95,6 +102,9 @@ impl StorageSnapshot {
         self.sync_rounds += o.sync_rounds;
         self.cache_hits += o.cache_hits;
         self.cache_misses += o.cache_misses;
+        self.journal_rounds += o.journal_rounds;
+        self.journal_bytes += o.journal_bytes;
+        self.journal_syncs += o.journal_syncs;
         self.write_latency.merge(&o.write_latency);
         self.sync_latency.merge(&o.sync_latency);
     }
@@ -135,6 +145,19 @@ pub fn record_cache(hit: bool) {
     STATS.with(|s| bump(if hit { &s.cache_hits } else { &s.cache_misses }, 1));
 }
 
+/// A journal round wrote `bytes` (block-padded) for every partition with entries in it.
+pub fn record_journal_round(bytes: u64) {
+    STATS.with(|s| {
+        bump(&s.journal_rounds, 1);
+        bump(&s.journal_bytes, bytes);
+    });
+}
+
+/// The journal fdatasync'ed what its rounds wrote since the last one.
+pub fn record_journal_sync() {
+    STATS.with(|s| bump(&s.journal_syncs, 1));
+}
+
 /// This thread's (shard's) counters so far.
 pub fn snapshot() -> StorageSnapshot {
     STATS.with(|s| StorageSnapshot {
@@ -144,6 +167,9 @@ pub fn snapshot() -> StorageSnapshot {
         sync_rounds: s.sync_rounds.get(),
         cache_hits: s.cache_hits.get(),
         cache_misses: s.cache_misses.get(),
+        journal_rounds: s.journal_rounds.get(),
+        journal_bytes: s.journal_bytes.get(),
+        journal_syncs: s.journal_syncs.get(),
         write_latency: s.write_latency.borrow().clone(),
         sync_latency: s.sync_latency.borrow().clone(),
     })

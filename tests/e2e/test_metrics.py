@@ -156,7 +156,9 @@ def test_prometheus_scrapes_counters_that_match_the_traffic(broker_factory, prom
     p99 = prom.value('histogram_quantile(0.99, sum by (le) (riptide_kafka_request_latency_seconds_bucket{request="produce"}))')
     assert p99 is not None and 0 < p99 < 10, p99
     # acks=all: every produce waited for syncs; DMA writes happened; the consumer read the cache or disk.
-    assert prom.value("riptide_storage_sync_rounds_total") >= 1
+    assert prom.value("riptide_storage_journal_syncs_total") >= 1
+    assert prom.value("riptide_storage_journal_rounds_total") >= prom.value("riptide_storage_journal_syncs_total")
+    assert prom.value("riptide_storage_journal_written_bytes_total") >= bytes_in
     assert prom.value("riptide_storage_written_bytes_total") >= bytes_in
     assert prom.value("riptide_storage_cache_hits_total + riptide_storage_cache_misses_total") >= 1
     assert prom.value("riptide_connections_accepted_total") >= 2

@@ -167,6 +167,9 @@ impl Collector for MergedCollector {
         single(&mut e, "riptide_storage_read_bytes", "Bytes read from disk (batch-cache misses, recovery, index lookups).", Counter, s.read_bytes as i64)?;
         single(&mut e, "riptide_storage_sync_rounds", "Sync rounds: one syncfs per round shared by a shard's logs, or one fdatasync (Kafka LogFlushRateAndTimeMs, rate).", Counter, s.sync_rounds as i64)?;
         Family::new(&mut e, "riptide_storage_sync_latency_seconds", "Latency of each sync round (Kafka LogFlushRateAndTimeMs, time).", MetricType::Histogram)?.histogram(&NO_LABELS, &s.sync_latency)?;
+        single(&mut e, "riptide_storage_journal_rounds", "Shard journal rounds: one sequential write of every partition's new batches.", Counter, s.journal_rounds as i64)?;
+        single(&mut e, "riptide_storage_journal_written_bytes", "Bytes the journal rounds wrote (block-padded).", Counter, s.journal_bytes as i64)?;
+        single(&mut e, "riptide_storage_journal_syncs", "fdatasyncs of the shard journal (each covers every round written before it).", Counter, s.journal_syncs as i64)?;
         single(&mut e, "riptide_storage_cache_hits", "Log reads served from the batch cache.", Counter, s.cache_hits as i64)?;
         single(&mut e, "riptide_storage_cache_misses", "Log reads that went to disk.", Counter, s.cache_misses as i64)?;
         let (cache, queue) = m.logs.values().fold((0, 0), |(c, q), l| (c + l.cache_bytes, q + l.write_queue_bytes));
@@ -257,6 +260,8 @@ mod tests {
         s.counters.group_offsets.push(("billing".into(), "orders".into(), 1, 15));
         s.storage.sync_latency = h;
         s.storage.sync_rounds = 2;
+        s.storage.journal_rounds = 7;
+        s.storage.journal_syncs = 3;
         s.logs.push(LogGauges { topic: "orders".into(), partition: 1, log_start: 0, log_end: 20, high_watermark: 20, size_bytes: 2048, cache_bytes: 2048, write_queue_bytes: 0 });
         render(Merged::of(1, per_partition, vec![s]))
     }
@@ -277,6 +282,8 @@ mod tests {
             "riptide_kafka_request_latency_seconds_bucket{request=\"produce\",le=\"+Inf\"} 2",
             "riptide_kafka_request_latency_seconds_count{request=\"produce\"} 2",
             "riptide_storage_sync_rounds_total 2",
+            "riptide_storage_journal_rounds_total 7",
+            "riptide_storage_journal_syncs_total 3",
             "riptide_storage_sync_latency_seconds_count 2",
             "riptide_controller_active 1",
             "riptide_under_replicated_partitions 0",
