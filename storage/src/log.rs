@@ -765,25 +765,34 @@ impl<B: IoBackend> LogInner<B> {
                 let start = ReadStart { position: u64::from(position), base_offset: segment.base_offset + i64::from(relative), gaps };
                 (start, meta.readable_size, meta.sealed.then_some(meta.next_offset))
             };
-            result.batches = read_batches(&*segment.file, start, limit, offset, hw, max_bytes)
+            let room = max_bytes.saturating_sub(result.total_bytes()).max(1);
+            let batches = read_batches(&*segment.file, start, limit, offset, hw, room)
                 .await
                 .map_err(|e| self.on_corruption(e, segment.base_offset))?;
-            let Some(end) = sealed_end.filter(|_| result.batches.is_empty()) else { break };
+            let no_records = batches.iter().all(|b| BatchHeader::parse(b).is_ok_and(|h| h.records_count == 0));
+            result.batches.extend(batches);
+            let Some(end) = sealed_end else { break };
             // A sealed segment holds every offset up to its end: nothing found below it is
             // damage (a consumer would otherwise be stuck below the high watermark)...
-            if !gaps && offset < end {
-                let reason = format!("offset {offset} not found in a sealed segment ending at {end}");
-                let e = Error::CorruptLog { path: Default::default(), position: limit, reason };
-                return Err(self.on_corruption(e, segment.base_offset));
+            if !gaps {
+                if result.batches.is_empty() && offset < end {
+                    let reason = format!("offset {offset} not found in a sealed segment ending at {end}");
+                    let e = Error::CorruptLog { path: Default::default(), position: limit, reason };
+                    return Err(self.on_corruption(e, segment.base_offset));
+                }
+                break;
             }
-            // ...unless compaction removed the rest of it: the next records are further on.
+            // ...unless compaction removed the rest of it, or left only emptied batches: the
+            // next records are further on. (An answer of empty batches alone makes librdkafka
+            // grow its fetch size, and after a few fail with MSG_SIZE_TOO_LARGE.)
             let next = self.state.borrow().segments.range(segment.base_offset + 1..).next().map(|(_, s)| s.clone());
             match next {
-                Some(next) if gaps && next.base_offset < hw => segment = next,
+                Some(next) if no_records && next.base_offset < hw && result.total_bytes() < max_bytes => segment = next,
                 _ => break,
             }
         }
         if result.batches.is_empty() && gaps {
+            // Every sealed segment past `offset` was emptied: the next records are in memory.
             if let Some(batches) = self.read_unflushed(offset, hw, max_bytes, true) {
                 result.batches = batches;
                 return Ok(result);

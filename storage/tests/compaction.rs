@@ -380,3 +380,72 @@ fn compaction_keeps_an_idempotent_producers_last_batch_for_restarts() {
         log.close().await.unwrap();
     });
 }
+
+#[test]
+fn compaction_reads_skip_segments_left_with_empty_batches() {
+    run(|| async {
+        let backend = FaultyBackend::new();
+        let log = Log::open(backend.clone(), dir(), small_segments()).await.unwrap();
+        // An idempotent producer updates "k"; then a plain producer updates "z" over a few
+        // segments and overwrites "k": the idempotent producer's last batch is emptied (and
+        // kept, Kafka's rule), and the segment holding it keeps nothing else.
+        let pid = 7;
+        let mut last_of_pid = 0;
+        for seq in 0..30 {
+            let b = producer_batch([(Some(Bytes::from("k")), Some(Bytes::from(format!("v{seq}"))))], T0, Compression::None, (pid, 0, seq));
+            last_of_pid = append_flushed(&log, b).await;
+        }
+        for i in 0..40 {
+            append_flushed(&log, kvs(&[("z", Some(&format!("z{i}")))], T0)).await;
+        }
+        append_flushed(&log, kvs(&[("k", Some("plain"))], T0)).await;
+        let mut appended = Vec::new();
+        append_fillers(&log, &mut appended, 0).await;
+        log.compact(&compact_now(), NOW).await.unwrap();
+        let headers: Vec<BatchHeader> = read_all(&log, 0).await.iter().map(|b| BatchHeader::parse(b).unwrap()).collect();
+        let emptied: Vec<_> = headers.iter().filter(|h| h.records_count == 0).map(|h| (h.producer_id, h.base_offset)).collect();
+        assert_eq!(emptied, vec![(pid, last_of_pid)], "only the producer's last batch is kept emptied");
+        for offset in [0, last_of_pid] {
+            let r = log.read(offset, 1 << 20).await.unwrap();
+            let records: i32 = r.batches.iter().map(|b| BatchHeader::parse(b).unwrap().records_count).sum();
+            assert!(records > 0, "a read at {offset} returns records, not only emptied batches ({} batches)", r.batches.len());
+        }
+        log.close().await.unwrap();
+    });
+}
+
+/// Throughput on the real (O_DIRECT) backend: `COMPACTION_BENCH_MB` MiB (default 300) of 1 KiB
+/// values over 10,000 keys, 64 MiB segments. Run with
+/// `cargo test --release -p riptide-storage --test compaction -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn compaction_throughput_on_disk() {
+    run(|| async {
+        let mb: usize = std::env::var("COMPACTION_BENCH_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
+        let tmp = tempfile::tempdir_in(std::env::var("COMPACTION_BENCH_DIR").unwrap_or_else(|_| ".".into())).unwrap();
+        let config = LogConfig { segment_bytes: 64 << 20, ..config() };
+        let log = Log::open(storage::DmaBackend::new(), partition_dir(tmp.path()), config).await.unwrap();
+        let value = "x".repeat(1024);
+        let per_batch = 64;
+        let batches = (mb << 20) / (per_batch * 1060);
+        for b in 0..batches {
+            let keys: Vec<String> = (0..per_batch).map(|i| format!("key-{}", (b * per_batch + i) % 10_000)).collect();
+            let records: Vec<(&str, Option<&str>)> = keys.iter().map(|k| (k.as_str(), Some(value.as_str()))).collect();
+            log.append(kvs(&records, T0)).await.unwrap();
+        }
+        log.flush().await.unwrap();
+        let before = log.size_bytes();
+        let started = std::time::Instant::now();
+        let outcome = log.compact(&compact_now(), NOW).await.unwrap();
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "compacted {:.0} MiB ({} segments, {:.0} MiB sealed) to {:.1} MiB in {secs:.2} s: {:.0} MiB/s of sealed input",
+            before as f64 / 1048576.0,
+            log.segment_count(),
+            outcome.bytes_before as f64 / 1048576.0,
+            outcome.bytes_after as f64 / 1048576.0,
+            outcome.bytes_before as f64 / 1048576.0 / secs
+        );
+        log.close().await.unwrap();
+    });
+}

@@ -14,7 +14,7 @@
 //! 4. The compaction checkpoint (clean offset) is written: durably before the first swap, since
 //!    it also tells recovery and reads that the log's segments may have offset gaps.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::rc::Rc;
 
 use crate::batch::BatchHeader;
@@ -102,10 +102,11 @@ impl<B: IoBackend> LogInner<B> {
             self.state.borrow_mut().cleaned_to = Some(cleaned_to);
         }
         let horizon = now_ms.saturating_sub(config.delete_retention_ms.max(0));
+        let remembered = self.remembered_batches();
         for segment in segments.iter().filter(|s| s.base_offset < map_end) {
             let cleaner = Cleaner { map: &map, map_end, drop_tombstones: segment.max_timestamp() < horizon };
             let before = segment.size();
-            let cleaned = self.clean_segment(segment, &cleaner).await?;
+            let cleaned = self.clean_segment(segment, &cleaner, &remembered).await?;
             let Some(index) = cleaned.index else { continue };
             if self.swap_in(segment, index, cleaned.size).await? {
                 outcome.segments_rewritten += 1;
@@ -167,10 +168,20 @@ impl<B: IoBackend> LogInner<B> {
         self.on_corruption(e, segment.base_offset)
     }
 
+    /// (producer id, base offset) of each idempotent producer's last batch: emptied, it stays as
+    /// a batch without records, as Kafka keeps it, so that producer state rebuilt from batch
+    /// headers (recovery without a usable snapshot) still knows the producer's sequence.
+    fn remembered_batches(&self) -> HashSet<(i64, i64)> {
+        let st = self.state.borrow();
+        st.producers.entries().filter_map(|(id, e)| e.batches.back().map(|b| (*id, b.base_offset))).collect()
+    }
+
     /// Step 3, first half: writes the cleaned copy of `segment` to `<base>.log.cleaned` and
     /// syncs it; `index` None if nothing would change (nothing written).
-    async fn clean_segment(&self, segment: &Segment<B::File>, cleaner: &Cleaner<'_>) -> Result<Cleaned> {
-        let Some(last_of_producer) = self.survey(segment, cleaner).await? else { return Ok(Cleaned::default()) };
+    async fn clean_segment(&self, segment: &Segment<B::File>, cleaner: &Cleaner<'_>, remembered: &HashSet<(i64, i64)>) -> Result<Cleaned> {
+        if !self.changes(segment, cleaner).await? {
+            return Ok(Cleaned::default());
+        }
         let path = cleaned_path(&segment_path(&self.dir, segment.base_offset, LOG_SUFFIX));
         let file = self.backend.open(&path, true).await?;
         file.truncate(0).await?;
@@ -180,7 +191,7 @@ impl<B: IoBackend> LogInner<B> {
         let limit = segment.meta.borrow().readable_size;
         let mut scanner = BatchScanner::new(&*segment.file, 0, limit, RECOVERY_READ_CHUNK_BYTES, true);
         while let Some((header, data)) = self.next_batch(&mut scanner, segment).await? {
-            let keep_empty = header.producer_id >= 0 && last_of_producer.get(&header.producer_id) == Some(&header.base_offset);
+            let keep_empty = header.producer_id >= 0 && remembered.contains(&(header.producer_id, header.base_offset));
             let (verdict, removed) = cleaner.filter(&data, &header, keep_empty).map_err(|e| self.damaged(segment, e))?;
             cleaned.records_removed += removed.records;
             cleaned.tombstones_removed += removed.tombstones;
@@ -205,24 +216,17 @@ impl<B: IoBackend> LogInner<B> {
         Ok(cleaned)
     }
 
-    /// First read of a segment: whether cleaning changes it, and each idempotent producer's
-    /// last batch in it (kept, empty if need be: recovery rebuilds producer state from batch
-    /// headers when it has no snapshot).
-    async fn survey(&self, segment: &Segment<B::File>, cleaner: &Cleaner<'_>) -> Result<Option<HashMap<i64, i64>>> {
+    /// First read of a segment: whether cleaning changes it (else it is not rewritten).
+    async fn changes(&self, segment: &Segment<B::File>, cleaner: &Cleaner<'_>) -> Result<bool> {
         let limit = segment.meta.borrow().readable_size;
         let mut scanner = BatchScanner::new(&*segment.file, 0, limit, RECOVERY_READ_CHUNK_BYTES, true);
-        let mut last_of_producer = HashMap::new();
-        let mut changes = false;
         while let Some((header, data)) = self.next_batch(&mut scanner, segment).await? {
-            if header.producer_id >= 0 {
-                last_of_producer.insert(header.producer_id, header.base_offset);
-            }
-            if !changes {
-                let (verdict, _) = cleaner.filter(&data, &header, true).map_err(|e| self.damaged(segment, e))?;
-                changes = !matches!(verdict, Verdict::Keep);
+            let (verdict, _) = cleaner.filter(&data, &header, true).map_err(|e| self.damaged(segment, e))?;
+            if !matches!(verdict, Verdict::Keep) {
+                return Ok(true);
             }
         }
-        Ok(changes.then_some(last_of_producer))
+        Ok(false)
     }
 
     /// Step 3, second half: renames the synced cleaned file over the segment's, rewrites its
