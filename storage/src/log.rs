@@ -342,9 +342,15 @@ impl<B: IoBackend> Log<B> {
         if self.inner.compacting.replace(true) {
             return Ok(CompactionOutcome { cleaned_to: self.inner.clean_offset(), ..Default::default() });
         }
-        let outcome = self.inner.compact(config, now_ms).await;
-        self.inner.compacting.set(false);
-        outcome
+        // Cleared however the pass ends, also if its future is dropped (shutdown).
+        struct Running<'a>(&'a Cell<bool>);
+        impl Drop for Running<'_> {
+            fn drop(&mut self) {
+                self.0.set(false);
+            }
+        }
+        let _running = Running(&self.inner.compacting);
+        self.inner.compact(config, now_ms).await
     }
 
     /// Share of the cleanable sealed bytes not compacted yet (what `min_cleanable_dirty_ratio`
