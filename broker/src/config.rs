@@ -39,6 +39,9 @@ pub struct BrokerConfig {
     pub resources: tuning::Resources,
     /// Consumer-group coordinator settings.
     pub groups: GroupConfig,
+    /// How often each shard's compactor looks for compacted topics' logs dirty enough to
+    /// clean (`log.cleaner.backoff.ms`).
+    pub cleaner_backoff_ms: u64,
 }
 
 /// Consumer-group coordinator settings (Kafka's broker keys of the same names).
@@ -143,6 +146,8 @@ pub struct FileConfig {
     pub group_min_session_timeout_ms: Option<i32>,
     #[serde(rename = "group.max.session.timeout.ms")]
     pub group_max_session_timeout_ms: Option<i32>,
+    #[serde(rename = "log.cleaner.backoff.ms")]
+    pub cleaner_backoff_ms: Option<i64>,
 }
 
 impl FileConfig {
@@ -193,6 +198,7 @@ pub fn load(overrides: Overrides) -> Result<BrokerConfig, ConfigError> {
 /// Merges defaults, the file and the command line (which wins), and validates the result.
 pub fn build_config(args: Overrides, file: FileConfig) -> Result<BrokerConfig, ConfigError> {
     let (log, net, journal_bytes, groups) = (log_config(&file)?, net_config(&file)?, journal_bytes(&file)?, group_config(&file)?);
+    let cleaner_backoff_ms = cleaner_backoff_ms(&file)?;
     let listen_str = args.listen.or(file.listen).unwrap_or_else(|| LISTEN_DEFAULT.to_string());
     let listen = parse_listen(&listen_str)?;
     let (advertised_host, advertised_port) = match args.advertised.or(file.advertised) {
@@ -249,10 +255,19 @@ pub fn build_config(args: Overrides, file: FileConfig) -> Result<BrokerConfig, C
         net,
         groups,
         sync_override: None,
+        cleaner_backoff_ms,
         admin,
         metrics_per_partition: args.ops.metrics_per_partition || file.metrics_per_partition.unwrap_or(false),
         resources,
     })
+}
+
+fn cleaner_backoff_ms(file: &FileConfig) -> Result<u64, ConfigError> {
+    match file.cleaner_backoff_ms {
+        None => Ok(CLEANER_BACKOFF_MS_DEFAULT),
+        Some(v) if v >= CLEANER_BACKOFF_MS_MIN as i64 => Ok(v as u64),
+        Some(v) => Err(invalid("log.cleaner.backoff.ms", "at least 10 milliseconds", v)),
+    }
 }
 
 fn journal_bytes(file: &FileConfig) -> Result<u64, ConfigError> {

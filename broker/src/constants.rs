@@ -69,6 +69,11 @@ pub const RESERVE_REQUEST_BYTES_MAX: usize = 1024 * 1024 + 64 * 1024;
 pub const SHARD_REQUEST_RESERVE_BYTES: u64 = 32 * 1024 * 1024;
 /// How often each shard applies retention to its logs.
 pub const RETENTION_CHECK_INTERVAL_MS: u64 = 5 * 60 * 1000;
+/// How often each shard's compactor checks its compacted logs' dirty ratio (Kafka's
+/// `log.cleaner.backoff.ms` is 15 s); `log.cleaner.backoff.ms` in the config file changes it.
+pub const CLEANER_BACKOFF_MS_DEFAULT: u64 = 15_000;
+/// Shortest interval accepted (tests use short ones; shorter would only spin).
+pub const CLEANER_BACKOFF_MS_MIN: u64 = 10;
 /// Producer ids one run of the broker may hand out (its range is reserved durably at start).
 pub const PRODUCER_ID_RANGE_PER_RUN: i64 = 1 << 40;
 /// Kafka's per-partition file naming the topic id the directory belongs to (KIP-516).

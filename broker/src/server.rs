@@ -166,6 +166,7 @@ async fn shard_main(
         metrics.collector.set_up(shard.id, true);
     }
     glommio::spawn_local(crate::shard::retention::retention_loop(shard.clone())).detach();
+    glommio::spawn_local(crate::shard::retention::compaction_loop(shard.clone())).detach();
     let budget = RequestBudget::new(shard.request_budget.clone());
     let accept = accept_loop(shard.clone(), registry, budget, listener).boxed_local();
     let stopped = async move {

@@ -18,14 +18,15 @@ pub const TOPIC_CONFIG_KEYS: &[(&str, bool)] = &[
     ("flush.ms", true),
     ("max.message.bytes", true),
     ("index.interval.bytes", true),
-    ("cleanup.policy", false),
+    ("cleanup.policy", true),
     ("compression.type", false),
     ("min.insync.replicas", false),
     ("message.timestamp.type", false),
     ("unclean.leader.election.enable", false),
-    ("delete.retention.ms", false),
-    ("min.compaction.lag.ms", false),
+    ("delete.retention.ms", true),
+    ("min.compaction.lag.ms", true),
     ("max.compaction.lag.ms", false),
+    ("min.cleanable.dirty.ratio", true),
     ("message.timestamp.difference.max.ms", false),
     ("preallocate", false),
     ("segment.jitter.ms", false),
@@ -59,7 +60,8 @@ pub fn default_config_value(key: &str, log: &LogConfig) -> String {
         "min.insync.replicas" => "1".into(),
         "message.timestamp.type" => "CreateTime".into(),
         "unclean.leader.election.enable" | "preallocate" => "false".into(),
-        "delete.retention.ms" => "86400000".into(),
+        "delete.retention.ms" => storage::constants::DELETE_RETENTION_MS_DEFAULT.to_string(),
+        "min.cleanable.dirty.ratio" => storage::constants::MIN_CLEANABLE_DIRTY_RATIO_DEFAULT.to_string(),
         "min.compaction.lag.ms" | "segment.jitter.ms" => "0".into(),
         "leader.replication.throttled.replicas" | "follower.replication.throttled.replicas" => String::new(),
         _ => i64::MAX.to_string(),
@@ -85,8 +87,27 @@ pub enum TopicError {
     UnknownConfig(String),
     #[error("invalid value {value:?} for config {key}")]
     InvalidConfig { key: String, value: String },
-    #[error("cleanup.policy={0} is not supported: Riptide only deletes old segments")]
-    Compaction(String),
+    #[error("invalid value {0:?} for config cleanup.policy: a list of compact and delete")]
+    CleanupPolicy(String),
+}
+
+/// What `cleanup.policy` asks for: Kafka's LIST of `delete` (old segments go by time and size)
+/// and `compact` (the latest value of every key stays).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CleanupPolicy {
+    pub delete: bool,
+    pub compact: bool,
+}
+
+impl CleanupPolicy {
+    pub fn parse(value: &str) -> Result<CleanupPolicy, TopicError> {
+        let items = list_items(value);
+        let known = items.iter().all(|i| i == "delete" || i == "compact");
+        if items.is_empty() || !known {
+            return Err(TopicError::CleanupPolicy(value.to_string()));
+        }
+        Ok(CleanupPolicy { delete: items.iter().any(|i| i == "delete"), compact: items.iter().any(|i| i == "compact") })
+    }
 }
 
 pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
@@ -108,10 +129,12 @@ pub fn is_internal(name: &str) -> bool {
     name == OFFSETS_TOPIC
 }
 
-/// The configs `__consumer_offsets` is created with, as Kafka creates it: compacted, 100 MiB
-/// segments, producer compression. Until log compaction exists, nothing is deleted by time or
-/// size (`retention.ms=-1`): a compacted topic never loses a key's latest value. `flush.ms=0`:
-/// commits are answered once synced, whatever the broker's `log.flush`.
+/// The configs `__consumer_offsets` is created with, as Kafka creates it: compacted (the shard's
+/// compactor keeps each group's latest commits and drops tombstones of deleted offsets and
+/// groups), 100 MiB segments, producer compression. Nothing is deleted by time or size
+/// (`retention.ms=-1`, and a compact-only policy ignores retention anyway): a compacted topic
+/// never loses a key's latest value. `flush.ms=0`: commits are answered once synced, whatever
+/// the broker's `log.flush`.
 pub fn offsets_topic_configs() -> BTreeMap<String, String> {
     [
         ("cleanup.policy", "compact".to_string()),
@@ -160,9 +183,6 @@ pub fn validate_config(key: &str, value: &str) -> Result<(), TopicError> {
     if !TOPIC_CONFIG_KEYS.iter().any(|(k, _)| *k == key) {
         return Err(TopicError::UnknownConfig(key.to_string()));
     }
-    if key == "cleanup.policy" && value != "delete" {
-        return Err(TopicError::Compaction(value.to_string()));
-    }
     if key.ends_with(".replication.throttled.replicas") {
         return validate_throttled_replicas(key, value);
     }
@@ -191,6 +211,21 @@ fn positive(key: &str, value: &str) -> Result<u64, TopicError> {
     }
 }
 
+fn non_negative(key: &str, value: &str) -> Result<i64, TopicError> {
+    match parse_i64(key, value)? {
+        v if v >= 0 => Ok(v),
+        _ => Err(TopicError::InvalidConfig { key: key.into(), value: value.into() }),
+    }
+}
+
+/// A ratio in [0, 1], as Kafka's `min.cleanable.dirty.ratio`.
+fn dirty_ratio(key: &str, value: &str) -> Result<f64, TopicError> {
+    match value.trim().parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(TopicError::InvalidConfig { key: key.into(), value: value.into() }),
+    }
+}
+
 /// `-1` means unlimited for retention settings, as in Kafka.
 fn limit(key: &str, value: &str) -> Result<Option<u64>, TopicError> {
     match parse_i64(key, value)? {
@@ -215,6 +250,18 @@ pub fn apply_config(log: &mut LogConfig, key: &str, value: &str) -> Result<(), T
             }
         }
         "max.message.bytes" => log.max_batch_bytes = positive(key, value)? as usize,
+        "cleanup.policy" => {
+            CleanupPolicy::parse(value)?;
+        }
+        "delete.retention.ms" | "min.compaction.lag.ms" => {
+            non_negative(key, value)?;
+        }
+        "max.compaction.lag.ms" => {
+            positive(key, value)?;
+        }
+        "min.cleanable.dirty.ratio" => {
+            dirty_ratio(key, value)?;
+        }
         "index.interval.bytes" => {
             log.index_interval_bytes = u32::try_from(positive(key, value)?)
                 .map_err(|_| TopicError::InvalidConfig { key: key.into(), value: value.into() })?
@@ -366,7 +413,37 @@ impl TopicMeta {
                 tracing::warn!(topic = %self.name, "ignoring stored config: {e}");
             }
         }
+        if !self.cleanup_policy().delete {
+            // Compacted only: nothing is deleted by time or size (a key's latest value stays).
+            log.retention_ms = None;
+            log.retention_bytes = None;
+        }
         log
+    }
+
+    /// The topic's `cleanup.policy` (a bad stored value reads as the default, delete).
+    pub fn cleanup_policy(&self) -> CleanupPolicy {
+        let delete_only = CleanupPolicy { delete: true, compact: false };
+        self.configs.get("cleanup.policy").map_or(delete_only, |v| CleanupPolicy::parse(v).unwrap_or(delete_only))
+    }
+
+    /// How the compactor treats this topic's logs; None unless `cleanup.policy` has compact.
+    pub fn compaction_config(&self) -> Option<storage::CompactionConfig> {
+        if !self.cleanup_policy().compact {
+            return None;
+        }
+        let mut config = storage::CompactionConfig::default();
+        let get = |key: &str| self.configs.get(key).map(String::as_str);
+        if let Some(v) = get("delete.retention.ms").and_then(|v| non_negative("delete.retention.ms", v).ok()) {
+            config.delete_retention_ms = v;
+        }
+        if let Some(v) = get("min.compaction.lag.ms").and_then(|v| non_negative("min.compaction.lag.ms", v).ok()) {
+            config.min_compaction_lag_ms = v;
+        }
+        if let Some(v) = get("min.cleanable.dirty.ratio").and_then(|v| dirty_ratio("min.cleanable.dirty.ratio", v).ok()) {
+            config.min_cleanable_dirty_ratio = v;
+        }
+        Some(config)
     }
 
     pub fn uuid_bytes(&self) -> [u8; 16] {
@@ -458,8 +535,19 @@ mod tests {
     fn topics_config_rejects_bad_input() {
         assert!(matches!(validate_config("nope", "1"), Err(TopicError::UnknownConfig(_))));
         assert!(matches!(validate_config("segment.bytes", "-5"), Err(TopicError::InvalidConfig { .. })));
-        assert!(matches!(validate_config("cleanup.policy", "compact"), Err(TopicError::Compaction(_))));
-        assert!(validate_config("cleanup.policy", "delete").is_ok());
+        for good in ["compact", "delete", "compact,delete", "delete, compact"] {
+            assert!(validate_config("cleanup.policy", good).is_ok(), "{good}");
+        }
+        for bad in ["", "shred", "compact,shred", ","] {
+            assert!(matches!(validate_config("cleanup.policy", bad), Err(TopicError::CleanupPolicy(_))), "{bad:?}");
+        }
+        assert!(validate_config("delete.retention.ms", "0").is_ok());
+        assert!(matches!(validate_config("delete.retention.ms", "-1"), Err(TopicError::InvalidConfig { .. })));
+        assert!(matches!(validate_config("min.compaction.lag.ms", "soon"), Err(TopicError::InvalidConfig { .. })));
+        assert!(validate_config("min.cleanable.dirty.ratio", "0.01").is_ok());
+        for bad in ["1.5", "-0.1", "half"] {
+            assert!(matches!(validate_config("min.cleanable.dirty.ratio", bad), Err(TopicError::InvalidConfig { .. })), "{bad}");
+        }
     }
 
     fn incremental(ops: &[(&str, ConfigOp, Option<&str>)]) -> ConfigAlteration {
@@ -503,10 +591,30 @@ mod tests {
         assert!(matches!(err(incremental(&[("retention.ms", ConfigOp::Set, None)])), AlterError::MissingValue { .. }));
         assert!(matches!(err(incremental(&[("nope", ConfigOp::Delete, None)])), AlterError::Topic(TopicError::UnknownConfig(_))));
         assert!(matches!(err(incremental(&[("segment.bytes", ConfigOp::Set, Some("x"))])), AlterError::Topic(TopicError::InvalidConfig { .. })));
-        assert!(matches!(err(incremental(&[("cleanup.policy", ConfigOp::Append, Some("compact"))])), AlterError::Topic(TopicError::Compaction(_))));
+        assert!(matches!(err(incremental(&[("cleanup.policy", ConfigOp::Append, Some("shred"))])), AlterError::Topic(TopicError::CleanupPolicy(_))));
+        assert!(matches!(err(incremental(&[("cleanup.policy", ConfigOp::Subtract, Some("delete"))])), AlterError::Topic(TopicError::CleanupPolicy(_))), "an empty policy");
         let bad_list = incremental(&[("follower.replication.throttled.replicas", ConfigOp::Set, Some("0:x"))]);
         assert!(matches!(err(bad_list), AlterError::Topic(TopicError::InvalidConfig { .. })));
         assert!(matches!(err(ConfigAlteration::Replace(vec![("nope".into(), "1".into())])), AlterError::Topic(_)));
+    }
+
+    #[test]
+    fn topics_compaction_configs_are_accepted_and_applied() {
+        let d = LogConfig::default();
+        let next = alter_configs(&BTreeMap::new(), &incremental(&[("cleanup.policy", ConfigOp::Append, Some("compact"))]), &d).unwrap();
+        assert_eq!(next.get("cleanup.policy").map(String::as_str), Some("delete,compact"), "APPEND to the default");
+        let mut meta = TopicMeta { name: "t".into(), id: 1, partitions: 1, configs: next };
+        assert_eq!(meta.cleanup_policy(), CleanupPolicy { delete: true, compact: true });
+        assert_eq!(meta.log_config(&d).retention_ms, d.retention_ms, "compact,delete still deletes by time");
+        meta.configs.insert("cleanup.policy".into(), "compact".into());
+        meta.configs.insert("delete.retention.ms".into(), "1000".into());
+        meta.configs.insert("min.cleanable.dirty.ratio".into(), "0.01".into());
+        meta.configs.insert("min.compaction.lag.ms".into(), "5".into());
+        assert_eq!(meta.log_config(&d).retention_ms, None, "compact only: nothing deleted by time");
+        let c = meta.compaction_config().expect("compacted");
+        assert_eq!((c.delete_retention_ms, c.min_cleanable_dirty_ratio, c.min_compaction_lag_ms), (1000, 0.01, 5));
+        meta.configs.insert("cleanup.policy".into(), "delete".into());
+        assert_eq!(meta.compaction_config(), None);
     }
 
     #[test]

@@ -58,7 +58,7 @@ fn admin_create_grow_describe_delete() {
     assert_eq!(again.topics[0].error_code, 36, "TOPIC_ALREADY_EXISTS");
     let rf3: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 7, &create("rf3", 3, 3, &[]));
     assert_eq!(rf3.topics[0].error_code, 38, "INVALID_REPLICATION_FACTOR on one node");
-    let bad: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 7, &create("cfg", 1, 1, &[("cleanup.policy", "compact")]));
+    let bad: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 7, &create("cfg", 1, 1, &[("cleanup.policy", "shred")]));
     assert_eq!(bad.topics[0].error_code, 40, "INVALID_CONFIG");
     assert_eq!(partitions_of(&mut c, "orders"), (0, 3));
 

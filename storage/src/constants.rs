@@ -124,3 +124,23 @@ pub const PRODUCERS_PER_LOG_MAX: usize = 20_000;
 pub const PRODUCER_ID_EXPIRATION_MS: i64 = 24 * 60 * 60 * 1000;
 
 const _: () = assert!(PRODUCER_BATCHES_REMEMBERED <= u8::MAX as usize, "snapshots store the count in a byte");
+
+/// Default time a tombstone stays after its segment's newest record (Kafka
+/// `delete.retention.ms`): 1 day in milliseconds.
+pub const DELETE_RETENTION_MS_DEFAULT: i64 = 24 * 60 * 60 * 1000;
+/// Default dirty share of a log's sealed bytes that triggers compaction
+/// (Kafka `min.cleanable.dirty.ratio`).
+pub const MIN_CLEANABLE_DIRTY_RATIO_DEFAULT: f64 = 0.5;
+/// Keys one compaction pass remembers (its key hash -> offset map): at ~50 bytes an entry at
+/// most ~25 MiB, allocated for the pass only, one pass at a time per shard. A log with more
+/// distinct keys in its dirty part is cleaned a prefix at a time.
+pub const COMPACTION_OFFSET_MAP_ENTRIES_MAX: usize = 512 * 1024;
+/// A cleaned segment is written this much at a time (bounded memory for any segment size).
+pub const COMPACTION_WRITE_BYTES: usize = 1 << 20;
+/// Suffix of a cleaned segment's files while they are written, before the swap; leftovers of a
+/// crash are removed at open.
+pub const CLEANED_SUFFIX: &str = "cleaned";
+/// File recording that a log was compacted (its sealed segments may have offset gaps) and the
+/// offset below which it is clean. Written, durably, before the first cleaned segment is
+/// swapped in; never removed.
+pub const COMPACTION_CHECKPOINT_FILE: &str = "cleaner-checkpoint";

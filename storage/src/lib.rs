@@ -9,6 +9,7 @@
 pub mod batch;
 pub mod batch_cache;
 pub mod checkpoint;
+pub mod compaction;
 pub mod config;
 pub mod constants;
 pub mod error;
@@ -25,6 +26,7 @@ pub mod segment_reader;
 pub mod stats;
 
 pub use batch::{validate_batches, BatchHeader};
+pub use compaction::{CompactionConfig, CompactionOutcome};
 pub use config::{Durability, FlushPolicy, LogConfig};
 pub use error::{Error, Result};
 pub use io::{DmaBackend, FaultyBackend, IoBackend, IoFile};

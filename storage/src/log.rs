@@ -22,6 +22,7 @@ use glommio::task::JoinHandle;
 use crate::batch::{set_base_offset, validate_batches, BatchHeader};
 use crate::batch_cache::BatchCache;
 use crate::checkpoint::CheckpointFile;
+use crate::compaction::{CompactionConfig, CompactionOutcome};
 use crate::config::{Durability, FlushPolicy, LogConfig};
 use crate::constants::*;
 use crate::error::{Error, Result};
@@ -33,6 +34,9 @@ use crate::recovery::{create_segment, now_ms, persist_index, recover, remove_seg
 use crate::segment::Segment;
 use crate::segment_appender::SegmentAppender;
 use crate::segment_reader::{read_batches, BatchScanner, ReadStart, ScanItem};
+
+mod compact;
+use compact::dirty_ratio;
 
 /// Result of an append: offsets assigned to the appended batches, or (`duplicate`) the offsets
 /// an idempotent producer's earlier copy of them already has.
@@ -104,6 +108,9 @@ struct LogState<F: IoFile> {
     corrupt: Option<(PathBuf, u64, String)>,
     /// Recovery point last written (durably) to the checkpoint file.
     checkpointed: i64,
+    /// Some once the log was compacted: offsets below are clean. Its sealed segments may then
+    /// have offset gaps (reads and recovery accept increasing offsets there).
+    cleaned_to: Option<i64>,
 }
 
 struct LogInner<B: IoBackend> {
@@ -126,6 +133,11 @@ struct LogInner<B: IoBackend> {
     queue_space: Event,
     /// Fires when the segment files' synced end moves.
     flushed: Event,
+    /// Held while segment files are swapped (compaction) or deleted (retention, DeleteRecords):
+    /// neither may act on a segment the other is replacing.
+    maintenance: futures::lock::Mutex<()>,
+    /// A compaction pass is running (one at a time per log).
+    compacting: Cell<bool>,
 }
 
 /// A per-partition append-only log.
@@ -204,6 +216,7 @@ impl<B: IoBackend> Log<B> {
             producers: recovered.producers,
             corrupt: None,
             checkpointed: recovered.checkpoint.get().recovery_point,
+            cleaned_to: recovered.cleaned_to,
         };
         let inner = Rc::new(LogInner {
             backend,
@@ -220,6 +233,8 @@ impl<B: IoBackend> Log<B> {
             writer_wake: Event::new(),
             queue_space: Event::new(),
             flushed: Event::new(),
+            maintenance: futures::lock::Mutex::new(()),
+            compacting: Cell::new(false),
         });
         let weak: Weak<LogInner<B>> = Rc::downgrade(&inner);
         let client: Weak<dyn JournalClient> = weak;
@@ -326,6 +341,38 @@ impl<B: IoBackend> Log<B> {
     /// number of segments deleted.
     pub async fn apply_retention(&self, now_ms: i64) -> Result<usize> {
         self.inner.apply_retention(now_ms).await
+    }
+
+    /// One compaction pass (cleanup.policy=compact) over the sealed segments below the recovery
+    /// point and the high watermark, if their dirty ratio reaches the configured one: keeps the
+    /// latest record of every key, drops tombstones older than `delete_retention_ms`, keeps
+    /// offsets. Each cleaned segment is written aside, synced, then swapped in by a rename.
+    /// Returns what was done (nothing if not dirty enough, or already running).
+    pub async fn compact(&self, config: &CompactionConfig, now_ms: i64) -> Result<CompactionOutcome> {
+        if self.inner.compacting.replace(true) {
+            return Ok(CompactionOutcome { cleaned_to: self.inner.clean_offset(), ..Default::default() });
+        }
+        // Cleared however the pass ends, also if its future is dropped (shutdown).
+        struct Running<'a>(&'a Cell<bool>);
+        impl Drop for Running<'_> {
+            fn drop(&mut self) {
+                self.0.set(false);
+            }
+        }
+        let _running = Running(&self.inner.compacting);
+        self.inner.compact(config, now_ms).await
+    }
+
+    /// Share of the cleanable sealed bytes not compacted yet (what `min_cleanable_dirty_ratio`
+    /// is compared with); 0 when nothing is cleanable.
+    pub fn dirty_ratio(&self, config: &CompactionConfig, now_ms: i64) -> f64 {
+        let (segments, cleaned_to) = self.inner.cleanable(config, now_ms);
+        dirty_ratio(&segments, cleaned_to)
+    }
+
+    /// Offsets below this were compacted (None: never compacted).
+    pub fn cleaned_to(&self) -> Option<i64> {
+        self.inner.state.borrow().cleaned_to
     }
 
     /// Makes everything appended so far durable in the journal and in the segment files.
@@ -666,12 +713,13 @@ impl<B: IoBackend> LogInner<B> {
 
     /// Batches of `unflushed` from the one containing `offset`, below `hw`, within `max_bytes`
     /// (the first whole); None if `offset` is not in memory.
-    fn read_unflushed(&self, offset: i64, hw: i64, max_bytes: usize) -> Option<Vec<Bytes>> {
+    /// With `at_or_after` (a compacted log, `offset` in a gap) the first batch may start later.
+    fn read_unflushed(&self, offset: i64, hw: i64, max_bytes: usize, at_or_after: bool) -> Option<Vec<Bytes>> {
         let st = self.state.borrow();
         let q = &st.unflushed;
         let i = q.partition_point(|b| b.header.last_offset() < offset);
         let first = q.get(i)?;
-        if first.header.base_offset > offset || first.header.base_offset >= hw {
+        if (first.header.base_offset > offset && !at_or_after) || first.header.base_offset >= hw {
             return None;
         }
         let mut out = Vec::new();
@@ -704,10 +752,10 @@ impl<B: IoBackend> LogInner<B> {
         if let Some(e) = self.corrupt_error() {
             return Err(e);
         }
-        let (log_start, hw, log_end, segment) = {
+        let (log_start, hw, log_end, segment, gaps) = {
             let st = self.state.borrow();
             let segment = st.segments.range(..=offset).next_back().map(|(_, s)| s.clone());
-            (st.log_start, st.hw, st.log_end, segment)
+            (st.log_start, st.hw, st.log_end, segment, st.cleaned_to.is_some())
         };
         if offset < log_start || offset > log_end {
             return Err(self.range_error(offset));
@@ -723,26 +771,51 @@ impl<B: IoBackend> LogInner<B> {
             return Ok(result);
         }
         // Not in the cache: still in memory if the segment files do not have it yet.
-        if let Some(batches) = self.read_unflushed(offset, hw, max_bytes) {
+        if let Some(batches) = self.read_unflushed(offset, hw, max_bytes, false) {
             result.batches = batches;
             return Ok(result);
         }
-        let Some(segment) = segment else { return Ok(result) };
-        let (start, limit, sealed_end) = {
-            let meta = segment.meta.borrow();
-            let (relative, position) = meta.index.lookup_entry((offset - segment.base_offset) as u32);
-            let start = ReadStart { position: u64::from(position), base_offset: segment.base_offset + i64::from(relative) };
-            (start, meta.readable_size, meta.sealed.then_some(meta.next_offset))
-        };
-        result.batches = read_batches(&*segment.file, start, limit, offset, hw, max_bytes)
-            .await
-            .map_err(|e| self.on_corruption(e, segment.base_offset))?;
-        // A sealed segment holds every offset up to its end: nothing found below it is damage
-        // (a consumer would otherwise be stuck below the high watermark).
-        if result.batches.is_empty() && sealed_end.is_some_and(|end| offset < end) {
-            let reason = format!("offset {offset} not found in a sealed segment ending at {}", sealed_end.unwrap_or_default());
-            let e = Error::CorruptLog { path: Default::default(), position: limit, reason };
-            return Err(self.on_corruption(e, segment.base_offset));
+        let Some(mut segment) = segment else { return Ok(result) };
+        loop {
+            let (start, limit, sealed_end) = {
+                let meta = segment.meta.borrow();
+                let relative = (offset.max(segment.base_offset) - segment.base_offset) as u32;
+                let (relative, position) = meta.index.lookup_entry(relative);
+                let start = ReadStart { position: u64::from(position), base_offset: segment.base_offset + i64::from(relative), gaps };
+                (start, meta.readable_size, meta.sealed.then_some(meta.next_offset))
+            };
+            let room = max_bytes.saturating_sub(result.total_bytes()).max(1);
+            let batches = read_batches(&*segment.file, start, limit, offset, hw, room)
+                .await
+                .map_err(|e| self.on_corruption(e, segment.base_offset))?;
+            let no_records = batches.iter().all(|b| BatchHeader::parse(b).is_ok_and(|h| h.records_count == 0));
+            result.batches.extend(batches);
+            let Some(end) = sealed_end else { break };
+            // A sealed segment holds every offset up to its end: nothing found below it is
+            // damage (a consumer would otherwise be stuck below the high watermark)...
+            if !gaps {
+                if result.batches.is_empty() && offset < end {
+                    let reason = format!("offset {offset} not found in a sealed segment ending at {end}");
+                    let e = Error::CorruptLog { path: Default::default(), position: limit, reason };
+                    return Err(self.on_corruption(e, segment.base_offset));
+                }
+                break;
+            }
+            // ...unless compaction removed the rest of it, or left only emptied batches: the
+            // next records are further on. (An answer of empty batches alone makes librdkafka
+            // grow its fetch size, and after a few fail with MSG_SIZE_TOO_LARGE.)
+            let next = self.state.borrow().segments.range(segment.base_offset + 1..).next().map(|(_, s)| s.clone());
+            match next {
+                Some(next) if no_records && next.base_offset < hw && result.total_bytes() < max_bytes => segment = next,
+                _ => break,
+            }
+        }
+        if result.batches.is_empty() && gaps {
+            // Every sealed segment past `offset` was emptied: the next records are in memory.
+            if let Some(batches) = self.read_unflushed(offset, hw, max_bytes, true) {
+                result.batches = batches;
+                return Ok(result);
+            }
         }
         debug_assert!(result.batches.iter().all(|b| b.len() >= BATCH_HEADER_BYTES));
         // The segment file ended; what follows may still be in memory only: carry on there
@@ -750,7 +823,7 @@ impl<B: IoBackend> LogInner<B> {
         let read = result.total_bytes();
         if let Some(last) = result.batches.last().and_then(|b| BatchHeader::parse(b).ok()) {
             if read < max_bytes && last.next_offset() < hw {
-                if let Some(more) = self.read_unflushed(last.next_offset(), hw, max_bytes - read) {
+                if let Some(more) = self.read_unflushed(last.next_offset(), hw, max_bytes - read, gaps) {
                     let fits: Vec<Bytes> = more
                         .into_iter()
                         .scan(read, |total, b| {
@@ -871,6 +944,7 @@ impl<B: IoBackend> LogInner<B> {
     /// Deletes the oldest non-active segments, fully below the high watermark, that lie below the
     /// log start or satisfy `expired`; stops at the first one that does not. Advances log start.
     async fn delete_segments(&self, mut expired: impl FnMut(&Segment<B::File>, i64) -> bool) -> Result<usize> {
+        let _maintenance = self.maintenance.lock().await;
         let victims = {
             let mut st = self.state.borrow_mut();
             let mut victims = Vec::new();

@@ -33,6 +33,8 @@ pub(crate) struct Recovered<F: IoFile> {
     pub log_end: i64,
     pub checkpoint: CheckpointFile<F>,
     pub producers: ProducerState,
+    /// The log was compacted (`compaction::load_checkpoint`): its clean offset.
+    pub cleaned_to: Option<i64>,
 }
 
 /// Result of scanning a segment file batch by batch.
@@ -66,9 +68,10 @@ impl Replay {
     }
 }
 
-/// Scans a whole segment file, verifying every batch (shape, CRC, contiguous offsets), and
-/// replays the producer ids of the valid ones.
-async fn scan_segment<F: IoFile>(file: &F, base: i64, file_size: u64, interval: u32, replay: &mut Replay) -> Result<SegmentScan> {
+/// Scans a whole segment file, verifying every batch (shape, CRC, contiguous offsets; in a
+/// compacted log, `gaps`, strictly increasing ones), and replays the producer ids of the valid
+/// ones.
+async fn scan_segment<F: IoFile>(file: &F, base: i64, file_size: u64, interval: u32, gaps: bool, replay: &mut Replay) -> Result<SegmentScan> {
     let mut scanner = BatchScanner::new(file, 0, file_size, RECOVERY_READ_CHUNK_BYTES, true);
     let mut index = SegmentIndex::new(interval);
     let (mut next, mut valid_size, mut invalid) = (base, 0u64, None);
@@ -80,11 +83,13 @@ async fn scan_segment<F: IoFile>(file: &F, base: i64, file_size: u64, interval: 
                 break;
             }
             ScanItem::Batch { position, header, data } => {
-                if header.base_offset != next || header.next_offset() - base > i64::from(u32::MAX) {
-                    invalid = Some((position, format!("unexpected base offset {} (expected {next})", header.base_offset)));
+                let in_order = if gaps { header.base_offset >= next } else { header.base_offset == next };
+                if !in_order || header.next_offset() - base > i64::from(u32::MAX) {
+                    let expected = if gaps { "at least " } else { "" };
+                    invalid = Some((position, format!("unexpected base offset {} (expected {expected}{next})", header.base_offset)));
                     break;
                 }
-                index.on_batch((next - base) as u32, position as u32, data.len() as u32, header.max_timestamp);
+                index.on_batch((header.base_offset - base) as u32, position as u32, data.len() as u32, header.max_timestamp);
                 replay.apply(&header);
                 next = header.next_offset();
                 valid_size = position + data.len() as u64;
@@ -144,7 +149,7 @@ async fn load_index<B: IoBackend>(
 }
 
 /// Writes a sealed segment's index files; `size` and `next_offset` describe its segment file.
-async fn write_index_files<B: IoBackend>(backend: &B, dir: &Path, base: i64, index: &SegmentIndex, size: u64, next_offset: i64) -> Result<()> {
+pub(crate) async fn write_index_files<B: IoBackend>(backend: &B, dir: &Path, base: i64, index: &SegmentIndex, size: u64, next_offset: i64) -> Result<()> {
     let (offsets, times) = index.encode_sealed(size, (next_offset - base) as u64);
     // The time index first: the `.index` file (with the footer covering both) is the commit.
     write_small_file(backend, &segment_path(dir, base, TIME_INDEX_SUFFIX), &times).await?;
@@ -213,14 +218,17 @@ pub(crate) async fn recover<B: IoBackend>(backend: &B, dir: &Path, config: &LogC
     let names = backend.list_dir(dir).await?;
     let mut bases: Vec<i64> = names.iter().filter_map(|n| parse_segment_name(n)).collect();
     bases.sort_unstable();
+    remove_cleaned_leftovers(backend, dir, &names).await?;
     let checkpoint = CheckpointFile::open(backend, dir).await?;
     let recorded = checkpoint.get();
+    let cleaned_to = crate::compaction::load_checkpoint(backend, dir).await?;
+    let gaps = cleaned_to.is_some();
     let mut replay = start_replay(backend, dir, &bases).await?;
     let mut segments = BTreeMap::new();
     let mut last: Option<(u64, Rc<Segment<B::File>>)> = None;
     for (i, &base) in bases.iter().enumerate() {
         let next_base = bases.get(i + 1).copied();
-        let (segment, valid_size) = open_segment(backend, dir, base, next_base, recorded.recovery_point, config, &mut replay).await?;
+        let (segment, valid_size) = open_segment(backend, dir, base, next_base, Rules { recovery_point: recorded.recovery_point, gaps }, config, &mut replay).await?;
         segments.insert(base, segment.clone());
         last = Some((valid_size, segment));
     }
@@ -246,7 +254,24 @@ pub(crate) async fn recover<B: IoBackend>(backend: &B, dir: &Path, config: &LogC
     let log_end = appender.segment().next_offset();
     let log_start = recorded.log_start.max(first_base).min(log_end);
     let producers = finish_replay(backend, dir, replay, &segments, log_start, log_end).await?;
-    Ok(Recovered { segments, appender, log_start, log_end, checkpoint, producers })
+    Ok(Recovered { segments, appender, log_start, log_end, checkpoint, producers, cleaned_to })
+}
+
+/// A crash during compaction leaves `<segment file>.cleaned` files that were never swapped in:
+/// the originals are whole, so these go.
+async fn remove_cleaned_leftovers<B: IoBackend>(backend: &B, dir: &Path, names: &[String]) -> Result<()> {
+    let suffix = format!(".{CLEANED_SUFFIX}");
+    for name in names.iter().filter(|n| n.ends_with(&suffix)) {
+        tracing::info!(dir = %dir.display(), file = %name, "removing a cleaned segment file left by an interrupted compaction");
+        match backend.remove(&dir.join(name)).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+    }
+    if names.iter().any(|n| n.ends_with(&suffix)) {
+        backend.sync_dir(dir).await?;
+    }
+    Ok(())
 }
 
 /// A snapshot beyond the recovered end (the tail it described was lost) cannot be used: drop
@@ -286,6 +311,15 @@ async fn is_zero_at<F: IoFile>(file: &F, pos: u64) -> Result<bool> {
     Ok(head.iter().all(|&b| b == 0))
 }
 
+/// What recovery may assume of a log's segments.
+#[derive(Clone, Copy)]
+struct Rules {
+    /// Synced end recorded in the checkpoint.
+    recovery_point: i64,
+    /// The log was compacted: sealed segments may have offset gaps.
+    gaps: bool,
+}
+
 /// Opens one segment; returns it and its valid size. Trims only what `open_segment`'s caller
 /// may lose (see the module comment); everything else that is wrong is `Error::CorruptLog`.
 async fn open_segment<B: IoBackend>(
@@ -293,10 +327,11 @@ async fn open_segment<B: IoBackend>(
     dir: &Path,
     base: i64,
     next_base: Option<i64>,
-    recovery_point: i64,
+    rules: Rules,
     config: &LogConfig,
     replay: &mut Replay,
 ) -> Result<(Rc<Segment<B::File>>, u64)> {
+    let Rules { recovery_point, gaps } = rules;
     let path = segment_path(dir, base, LOG_SUFFIX);
     let file = backend.open(&path, false).await?;
     let file_size = file.size().await?;
@@ -317,8 +352,13 @@ async fn open_segment<B: IoBackend>(
             return Ok((segment, file_size));
         }
     }
-    let mut scan = scan_segment(&file, base, file_size, config.index_interval_bytes, replay).await?;
-    check_scan(&file, &path, &scan, next_base, recovery_point).await?;
+    let mut scan = scan_segment(&file, base, file_size, config.index_interval_bytes, gaps, replay).await?;
+    check_scan(&file, &path, &scan, next_base, recovery_point, gaps).await?;
+    if let Some(next_base) = next_base.filter(|_| gaps) {
+        // Compaction may have removed the segment's last batches: it still ends where the next
+        // one starts.
+        scan.next_offset = next_base;
+    }
     if scan.valid_size != file_size {
         file.truncate(scan.valid_size).await?;
         file.sync().await?;
@@ -334,7 +374,7 @@ async fn open_segment<B: IoBackend>(
 
 /// Decides whether what the scan found past the valid data may be trimmed (Ok) or is damage to
 /// synced data (Err).
-async fn check_scan<F: IoFile>(file: &F, path: &Path, scan: &SegmentScan, next_base: Option<i64>, recovery_point: i64) -> Result<()> {
+async fn check_scan<F: IoFile>(file: &F, path: &Path, scan: &SegmentScan, next_base: Option<i64>, recovery_point: i64, gaps: bool) -> Result<()> {
     let corrupt = |position: u64, reason: String| Err(Error::CorruptLog { path: path.to_path_buf(), position, reason });
     let unwritten = match &scan.invalid {
         Some((position, _)) => is_zero_at(file, *position).await?,
@@ -347,7 +387,8 @@ async fn check_scan<F: IoFile>(file: &F, path: &Path, scan: &SegmentScan, next_b
             if let Some((position, reason)) = scan.invalid.as_ref().filter(|_| !unwritten) {
                 return corrupt(*position, reason.clone());
             }
-            if scan.next_offset != next_base {
+            let reaches = if gaps { scan.next_offset <= next_base } else { scan.next_offset == next_base };
+            if !reaches {
                 return corrupt(scan.valid_size, format!("segment ends at offset {} but the next segment starts at {next_base}", scan.next_offset));
             }
         }

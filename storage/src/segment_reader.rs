@@ -94,13 +94,29 @@ impl<'a, F: IoFile> BatchScanner<'a, F> {
 pub struct ReadStart {
     pub position: u64,
     pub base_offset: i64,
+    /// The segment was compacted: batches may have been removed, so base offsets only
+    /// increase (the batch at an index entry still starts exactly at the indexed offset; at the
+    /// segment's start, position 0, at or after its base).
+    pub gaps: bool,
+}
+
+impl ReadStart {
+    /// Whether a batch at `position` with `base_offset` may come where `expected` is next.
+    fn in_order(&self, position: u64, base_offset: i64, expected: i64) -> bool {
+        let at_index_entry = position == self.position && position > 0;
+        if !self.gaps || at_index_entry {
+            base_offset == expected
+        } else {
+            base_offset >= expected
+        }
+    }
 }
 
 /// Fetch read: whole batches starting with the one containing `offset`, scanning from `start`
 /// up to `limit` bytes; only batches below `hw`; the first batch is whole even beyond
 /// `max_bytes`. Every returned batch passed its CRC check, and the batches scanned are
 /// contiguous from `start.base_offset` (base offsets are outside the CRC: a damaged one would
-/// otherwise skip or misplace data silently).
+/// otherwise skip or misplace data silently); strictly increasing in a compacted segment.
 pub async fn read_batches<F: IoFile>(
     file: &F,
     start: ReadStart,
@@ -121,9 +137,8 @@ pub async fn read_batches<F: IoFile>(
             ScanItem::Invalid { position, reason } => {
                 return Err(Error::CorruptLog { path: Default::default(), position, reason });
             }
-            // Contiguous offsets within a segment (compaction, when it lands, will leave gaps
-            // and relax this to increasing offsets for compacted segments).
-            ScanItem::Batch { position, header, .. } if header.base_offset != expected => {
+            // Contiguous offsets within a segment; increasing ones where compaction left gaps.
+            ScanItem::Batch { position, header, .. } if !start.in_order(position, header.base_offset, expected) => {
                 let reason = format!("batch base offset {} where offset {expected} was expected", header.base_offset);
                 return Err(Error::CorruptLog { path: Default::default(), position, reason });
             }

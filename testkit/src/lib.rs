@@ -21,7 +21,8 @@ pub fn idempotent_batch(producer_id: i64, epoch: i16, first_sequence: i32, count
     producer_batch(records, 1_000, Compression::None, (producer_id, epoch, first_sequence))
 }
 
-fn producer_batch<I>(records: I, first_timestamp_ms: i64, compression: Compression, producer: (i64, i16, i32)) -> Bytes
+/// `record_batch` written by a producer: (producer id, epoch, sequence of the first record).
+pub fn producer_batch<I>(records: I, first_timestamp_ms: i64, compression: Compression, producer: (i64, i16, i32)) -> Bytes
 where
     I: IntoIterator<Item = (Option<Bytes>, Option<Bytes>)>,
 {

@@ -112,7 +112,7 @@ def test_incremental_alter_configs_errors_per_resource(broker):
         ([entry("segment.bytes", "-5", SET)], "bad value"),
         ([entry("retention.ms", "5", APPEND)], "APPEND on a non-list config"),
         ([entry("retention.ms", "5", SUBTRACT)], "SUBTRACT on a non-list config"),
-        ([entry("cleanup.policy", "compact", APPEND)], "compaction is not supported"),
+        ([entry("cleanup.policy", "shred", APPEND)], "not a cleanup policy"),
         ([entry(THROTTLED, "0:x", SET)], "bad throttled-replica list"),
         ([entry("segment.ms", "60000", SET), entry("segment.bytes", "x", SET)], "one bad op of two"),
     ]:

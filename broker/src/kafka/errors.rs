@@ -37,6 +37,7 @@ pub const MEMBER_ID_REQUIRED: i16 = 79;
 pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
 pub const FENCED_INSTANCE_ID: i16 = 82;
 pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
+pub const INVALID_RECORD: i16 = 87;
 
 /// Per-partition code for a storage failure; the log line says which partition and why.
 pub fn from_storage(e: &storage::Error) -> i16 {
@@ -57,7 +58,7 @@ pub fn from_topic(e: &crate::topics::TopicError) -> i16 {
     match e {
         E::InvalidName(_) => INVALID_TOPIC_EXCEPTION,
         E::InvalidPartitions(_) => INVALID_PARTITIONS,
-        E::UnknownConfig(_) | E::InvalidConfig { .. } | E::Compaction(_) => INVALID_CONFIG,
+        E::UnknownConfig(_) | E::InvalidConfig { .. } | E::CleanupPolicy(_) => INVALID_CONFIG,
     }
 }
 

@@ -7,7 +7,7 @@
 //! offset commits are written at version 3 (offset, leader epoch, metadata, commit timestamp),
 //! or at version 1 when the commit asked for its own retention (v1 carries the expire
 //! timestamp); group metadata at version 3. A null value is a tombstone: the key's offset or
-//! group is deleted. Compaction (later) keeps the latest value per key, and the reload at start
+//! group is deleted. Compaction keeps the latest value per key, and the reload at start
 //! takes the latest value per key in log order, so both see the same state.
 //!
 //! Decoding accepts every version Kafka defines (values 0-4, v4 being flexible) and reports

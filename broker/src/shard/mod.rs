@@ -128,6 +128,11 @@ impl Shard {
         self.topics.borrow().get(name).map(|t| t.partitions)
     }
 
+    /// Whether the topic's `cleanup.policy` has compact (its records need keys).
+    pub fn is_compacted(&self, name: &str) -> bool {
+        self.topics.borrow().get(name).is_some_and(|t| t.cleanup_policy().compact)
+    }
+
     pub fn all_topics(&self) -> Vec<TopicMeta> {
         let mut all: Vec<_> = self.topics.borrow().topics.values().cloned().collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));

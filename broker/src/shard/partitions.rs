@@ -263,6 +263,12 @@ impl PartitionService {
         Err(UNKNOWN_TOPIC_OR_PARTITION)
     }
 
+    /// Every open log of the shard with its topic and partition (compaction).
+    pub fn all_named(&self) -> Vec<(String, i32, Rc<Partition>)> {
+        let partitions = self.partitions.borrow();
+        partitions.iter().flat_map(|(t, m)| m.iter().map(move |(p, part)| (t.clone(), *p, part.clone()))).collect()
+    }
+
     /// Every open log of the shard (retention, shutdown).
     pub fn all(&self) -> Vec<Rc<Partition>> {
         self.partitions.borrow().values().flat_map(|m| m.values().cloned()).collect()

@@ -20,6 +20,11 @@ pub struct TestBroker {
     thread: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
+/// Compaction runs this often in test brokers (`RIPTIDE_TEST_CLEANER_BACKOFF_MS` changes it).
+fn cleaner_backoff_ms() -> u64 {
+    std::env::var("RIPTIDE_TEST_CLEANER_BACKOFF_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(200)
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -63,6 +68,7 @@ impl TestBroker {
             metrics_per_partition: false,
             resources: tuning::Resources::from_memory(Some(4 << 30), shards, 8 << 20),
             groups,
+            cleaner_backoff_ms: cleaner_backoff_ms(),
         };
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
