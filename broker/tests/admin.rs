@@ -3,7 +3,6 @@
 mod common;
 use common::{batch, TestBroker};
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -13,27 +12,11 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
 
 fn name(s: &str) -> TopicName {
-    TopicName(StrBytes::from_string(s.into()))
+    common::topic_name(s)
 }
 
 fn create(topic: &str, partitions: i32, rf: i16, configs: &[(&str, &str)]) -> CreateTopicsRequest {
-    let mut t = CreatableTopic::default();
-    t.name = name(topic);
-    t.num_partitions = partitions;
-    t.replication_factor = rf;
-    t.configs = configs
-        .iter()
-        .map(|(k, v)| {
-            let mut c = CreatableTopicConfig::default();
-            c.name = StrBytes::from_string(k.to_string());
-            c.value = Some(StrBytes::from_string(v.to_string()));
-            c
-        })
-        .collect();
-    let mut req = CreateTopicsRequest::default();
-    req.topics = vec![t];
-    req.timeout_ms = 5000;
-    req
+    common::create_topics_request(topic, partitions, rf, configs)
 }
 
 fn partitions_of(c: &mut common::Client, topic: &str) -> (i16, usize) {

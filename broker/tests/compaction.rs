@@ -5,10 +5,8 @@
 mod common;
 use bytes::Bytes;
 use common::{Client, TestBroker};
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Compression, RecordBatchDecoder};
@@ -19,27 +17,11 @@ const INVALID_CONFIG: i16 = 40;
 const INVALID_RECORD: i16 = 87;
 
 fn name(s: &str) -> TopicName {
-    TopicName(StrBytes::from_string(s.into()))
+    common::topic_name(s)
 }
 
 fn create(c: &mut Client, topic: &str, partitions: i32, configs: &[(&str, &str)]) -> i16 {
-    let mut t = CreatableTopic::default();
-    t.name = name(topic);
-    t.num_partitions = partitions;
-    t.replication_factor = 1;
-    t.configs = configs
-        .iter()
-        .map(|(k, v)| {
-            let mut c = CreatableTopicConfig::default();
-            c.name = StrBytes::from_string(k.to_string());
-            c.value = Some(StrBytes::from_string(v.to_string()));
-            c
-        })
-        .collect();
-    let mut req = CreateTopicsRequest::default();
-    req.topics = vec![t];
-    req.timeout_ms = 5000;
-    let resp: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 7, &req);
+    let resp: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 7, &common::create_topics_request(topic, partitions, 1, configs));
     resp.topics[0].error_code
 }
 
@@ -52,21 +34,7 @@ fn records(kvs: &[(Option<&str>, Option<&str>)]) -> Bytes {
 }
 
 fn produce(c: &mut Client, version: i16, topic: &str, parts: Vec<(i32, Bytes)>) -> Vec<produce_response::PartitionProduceResponse> {
-    let mut t = TopicProduceData::default();
-    t.name = name(topic);
-    t.partition_data = parts
-        .into_iter()
-        .map(|(i, r)| {
-            let mut p = PartitionProduceData::default();
-            p.index = i;
-            p.records = Some(r);
-            p
-        })
-        .collect();
-    let mut req = ProduceRequest::default();
-    req.acks = -1;
-    req.timeout_ms = 5000;
-    req.topic_data = vec![t];
+    let req = common::produce_request(topic, parts);
     let mut resp: ProduceResponse = c.call(ApiKey::Produce, version, &req);
     let mut parts = resp.responses.remove(0).partition_responses;
     parts.sort_by_key(|p| p.index);

@@ -6,33 +6,16 @@ use bytes::Bytes;
 use common::{batch, TestBroker};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Compression, RecordBatchDecoder};
 use std::time::{Duration, Instant};
 
 fn name(s: &str) -> TopicName {
-    TopicName(StrBytes::from_string(s.into()))
+    common::topic_name(s)
 }
 
 fn produce(topic: &str, parts: Vec<(i32, Bytes)>) -> ProduceRequest {
-    let mut t = TopicProduceData::default();
-    t.name = name(topic);
-    t.partition_data = parts
-        .into_iter()
-        .map(|(i, r)| {
-            let mut p = PartitionProduceData::default();
-            p.index = i;
-            p.records = Some(r);
-            p
-        })
-        .collect();
-    let mut req = ProduceRequest::default();
-    req.acks = -1;
-    req.timeout_ms = 5000;
-    req.topic_data = vec![t];
-    req
+    common::produce_request(topic, parts)
 }
 
 fn fetch(topic: &str, parts: &[(i32, i64)], max_wait_ms: i32, min_bytes: i32) -> FetchRequest {

@@ -207,3 +207,51 @@ impl TestBroker {
         Client { stream: s, correlation: 0 }
     }
 }
+
+/// A topic name for request bodies.
+pub fn topic_name(s: &str) -> kafka_protocol::messages::TopicName {
+    kafka_protocol::messages::TopicName(StrBytes::from_string(s.into()))
+}
+
+/// CreateTopics of one topic with `configs` overrides.
+pub fn create_topics_request(topic: &str, partitions: i32, rf: i16, configs: &[(&str, &str)]) -> kafka_protocol::messages::CreateTopicsRequest {
+    use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+    let mut t = CreatableTopic::default();
+    t.name = topic_name(topic);
+    t.num_partitions = partitions;
+    t.replication_factor = rf;
+    t.configs = configs
+        .iter()
+        .map(|(k, v)| {
+            let mut c = CreatableTopicConfig::default();
+            c.name = StrBytes::from_string(k.to_string());
+            c.value = Some(StrBytes::from_string(v.to_string()));
+            c
+        })
+        .collect();
+    let mut req = kafka_protocol::messages::CreateTopicsRequest::default();
+    req.topics = vec![t];
+    req.timeout_ms = 5000;
+    req
+}
+
+/// Produce (acks=all) of one record set per listed partition of `topic`.
+pub fn produce_request(topic: &str, parts: Vec<(i32, Bytes)>) -> kafka_protocol::messages::ProduceRequest {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    let mut t = TopicProduceData::default();
+    t.name = topic_name(topic);
+    t.partition_data = parts
+        .into_iter()
+        .map(|(i, r)| {
+            let mut p = PartitionProduceData::default();
+            p.index = i;
+            p.records = Some(r);
+            p
+        })
+        .collect();
+    let mut req = kafka_protocol::messages::ProduceRequest::default();
+    req.acks = -1;
+    req.timeout_ms = 5000;
+    req.topic_data = vec![t];
+    req
+}
