@@ -3,9 +3,7 @@
 
 mod common;
 use common::{batch, header_v1, TestBroker};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
 use kafka_protocol::records::Compression;
 
 fn still_serving(broker: &TestBroker) {
@@ -61,17 +59,7 @@ fn bad_input_unsupported_version_closes_connection() {
 }
 
 fn produce(topic: &str, partition: i32, records: bytes::Bytes) -> ProduceRequest {
-    let mut p = PartitionProduceData::default();
-    p.index = partition;
-    p.records = Some(records);
-    let mut t = TopicProduceData::default();
-    t.name = TopicName(StrBytes::from_string(topic.into()));
-    t.partition_data = vec![p];
-    let mut req = ProduceRequest::default();
-    req.acks = -1;
-    req.timeout_ms = 5000;
-    req.topic_data = vec![t];
-    req
+    common::produce_request(topic, vec![(partition, records)])
 }
 
 fn error_of(resp: &ProduceResponse) -> i16 {

@@ -8,13 +8,11 @@ mod common;
 use bytes::Bytes;
 use common::{batch, encode_request};
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use kafka_protocol::records::Compression;
@@ -26,17 +24,7 @@ fn name(s: &str) -> TopicName {
 }
 
 fn produce() -> ProduceRequest {
-    let mut p = PartitionProduceData::default();
-    p.index = 0;
-    p.records = Some(batch(3, "seed", Compression::None));
-    let mut t = TopicProduceData::default();
-    t.name = name("seed");
-    t.partition_data = vec![p];
-    let mut req = ProduceRequest::default();
-    req.acks = -1;
-    req.timeout_ms = 5000;
-    req.topic_data = vec![t];
-    req
+    common::produce_request("seed", vec![(0, batch(3, "seed", Compression::None))])
 }
 
 fn fetch() -> FetchRequest {
@@ -77,18 +65,7 @@ fn metadata() -> MetadataRequest {
 }
 
 fn create_topics() -> CreateTopicsRequest {
-    let mut c = CreatableTopicConfig::default();
-    c.name = StrBytes::from_static_str("retention.ms");
-    c.value = Some(StrBytes::from_static_str("1000"));
-    let mut t = CreatableTopic::default();
-    t.name = name("seed");
-    t.num_partitions = 3;
-    t.replication_factor = 1;
-    t.configs = vec![c];
-    let mut req = CreateTopicsRequest::default();
-    req.topics = vec![t];
-    req.timeout_ms = 5000;
-    req
+    common::create_topics_request("seed", 3, 1, &[("retention.ms", "1000")])
 }
 
 fn delete_topics() -> DeleteTopicsRequest {

@@ -347,14 +347,7 @@ fn fetch_offsets(c: &mut Client, group: &str, topic: &str, partitions: Vec<i32>)
 }
 
 fn create_topic(c: &mut Client, name: &str, partitions: i32) {
-    let mut t = kafka_protocol::messages::create_topics_request::CreatableTopic::default();
-    t.name = TopicName(s(name));
-    t.num_partitions = partitions;
-    t.replication_factor = 1;
-    let mut r = CreateTopicsRequest::default();
-    r.topics = vec![t];
-    r.timeout_ms = 5000;
-    let resp: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 4, &r);
+    let resp: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 4, &common::create_topics_request(name, partitions, 1, &[]));
     assert_eq!(resp.topics[0].error_code, 0);
 }
 
