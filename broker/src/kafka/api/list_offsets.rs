@@ -11,9 +11,11 @@ use crate::kafka::errors::UNKNOWN_TOPIC_OR_PARTITION;
 use crate::router::{ShardRequest, ShardResponse};
 use crate::scatter::per_partition;
 use crate::shard::partitions::{OffsetAnswer, OffsetQuery, PartitionReply, PartitionRequest};
+use crate::shard::Shard;
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::protocol::VersionRange;
+use std::rc::Rc;
 
 pub const API: Api = Api {
     key: ApiKey::ListOffsets,
@@ -33,13 +35,7 @@ async fn handle(mut req: Request) -> Result<Reply, ApiError> {
             t.partitions.iter().map(|p| OffsetQuery { topic: t.name.0.clone(), partition: p.partition_index, timestamp: p.timestamp })
         })
         .collect();
-    let make = |q| ShardRequest::Partitions(PartitionRequest::ListOffsets(q));
-    let take = |r| match r {
-        ShardResponse::Partitions(PartitionReply::Offsets(v)) => Some(v),
-        _ => None,
-    };
-    let unknown = OffsetAnswer::failed(UNKNOWN_TOPIC_OR_PARTITION);
-    let mut answers = per_partition(&req.shard, queries, make, take, unknown).await.into_iter();
+    let mut answers = query_offsets(&req.shard, queries).await;
     let mut resp = ListOffsetsResponse::default();
     for topic in &body.topics {
         let mut t = ListOffsetsTopicResponse::default();
@@ -58,6 +54,16 @@ async fn handle(mut req: Request) -> Result<Reply, ApiError> {
         resp.topics.push(t);
     }
     Ok(Reply::Now(encode(&resp, req.version)?))
+}
+
+/// Each query answered by the shard owning its partition, in request order.
+async fn query_offsets(shard: &Rc<Shard>, queries: Vec<OffsetQuery>) -> std::vec::IntoIter<OffsetAnswer> {
+    let make = |q| ShardRequest::Partitions(PartitionRequest::ListOffsets(q));
+    let take = |r| match r {
+        ShardResponse::Partitions(PartitionReply::Offsets(v)) => Some(v),
+        _ => None,
+    };
+    per_partition(shard, queries, make, take, OffsetAnswer::failed(UNKNOWN_TOPIC_OR_PARTITION)).await.into_iter()
 }
 
 /// One partition of a v0 request: (index, timestamp, max_num_offsets).
@@ -87,13 +93,7 @@ async fn handle_v0(req: Request) -> Result<Reply, ApiError> {
         .iter()
         .flat_map(|(name, ps)| ps.iter().map(|(p, ts, _)| OffsetQuery { topic: name.clone(), partition: *p, timestamp: *ts }))
         .collect();
-    let make = |q| ShardRequest::Partitions(PartitionRequest::ListOffsets(q));
-    let take = |r| match r {
-        ShardResponse::Partitions(PartitionReply::Offsets(v)) => Some(v),
-        _ => None,
-    };
-    let unknown = OffsetAnswer::failed(UNKNOWN_TOPIC_OR_PARTITION);
-    let mut answers = per_partition(&req.shard, queries, make, take, unknown).await.into_iter();
+    let mut answers = query_offsets(&req.shard, queries).await;
     // v0 response: [topic name, [partition, error code, [offset]]].
     let mut out = bytes::BytesMut::new();
     out.put_i32(topics.len() as i32);
