@@ -40,6 +40,9 @@ pub struct LogConfig {
     pub cache_bytes_max: usize,
     /// Largest accepted record batch (`max.message.bytes`).
     pub max_batch_bytes: usize,
+    /// Direct appends (large, straight to the segment files) are synced at most this long
+    /// after their write when nobody asks sooner (`LOG_DIRECT_SYNC_DELAY_MS`).
+    pub direct_sync_delay_ms: u64,
 }
 
 impl Default for LogConfig {
@@ -53,6 +56,7 @@ impl Default for LogConfig {
             index_interval_bytes: INDEX_INTERVAL_BYTES,
             cache_bytes_max: CACHE_BYTES_MAX_DEFAULT,
             max_batch_bytes: MAX_BATCH_BYTES_DEFAULT,
+            direct_sync_delay_ms: LOG_DIRECT_SYNC_DELAY_MS,
         }
     }
 }

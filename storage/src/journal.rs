@@ -19,7 +19,9 @@
 //!
 //! Entry (big endian): magic u32, kind u8 + 3 reserved bytes, file sequence u64, payload length
 //! u32, CRC-32C u32 (of every other header byte and the payload), topic id u128, partition i32,
-//! payload (one record batch as stored, base offset set). A `Switch` entry closes a file when
+//! payload (one record batch as stored, base offset set). A `Direct` entry (payload: base and
+//! end offset) says a log wrote the batches at [base, end) straight to its segment files instead:
+//! replay knows that gap in the log's entries is not lost journal data. A `Switch` entry closes a file when
 //! the writer moves to the next one. Each activation of a ring file takes a new sequence
 //! number, larger than any before; recovery reads files in sequence order and stops each at its
 //! first invalid or stale entry.
@@ -41,6 +43,9 @@ use crate::io::{align_down, align_up, IoBackend, IoBuf, IoFile};
 const MAGIC: u32 = 0x524a_4e4c; // "RJNL"
 const KIND_BATCH: u8 = 1;
 const KIND_SWITCH: u8 = 2;
+const KIND_DIRECT: u8 = 3;
+/// Payload of a Direct entry: base offset and end offset, i64 each.
+pub(crate) const DIRECT_PAYLOAD_BYTES: usize = 16;
 /// Bytes of an entry header.
 pub const ENTRY_HEADER_BYTES: usize = 44;
 /// File holding the first sequence number of the current run (entries below it are stale).
@@ -146,7 +151,7 @@ struct Slot<F> {
 
 /// A reserved place in the ring and what goes there.
 enum Pending {
-    Batch { log: LogId, key: JournalKey, data: Bytes, end_offset: i64, slot: usize, pos: u64 },
+    Batch { log: LogId, key: JournalKey, kind: u8, data: Bytes, end_offset: i64, slot: usize, pos: u64 },
     Switch { slot: usize, pos: u64 },
 }
 
@@ -213,7 +218,18 @@ impl<B: IoBackend> Clone for Journal<B> {
 pub struct JournalEntry {
     pub key: JournalKey,
     pub seq: u64,
-    pub batch: Bytes,
+    pub record: JournalRecord,
+}
+
+/// What a journal entry says about its log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JournalRecord {
+    /// Record batches as stored (base offset set).
+    Batch(Bytes),
+    /// The batches at [base_offset, end_offset) went straight to the segment files (large
+    /// appends): if the segment files lack them after a crash, they were never acknowledged
+    /// through the journal and the log's later entries must not be replayed past the gap.
+    Direct { base_offset: i64, end_offset: i64 },
 }
 
 /// What recovery found in a journal directory.
@@ -257,7 +273,7 @@ fn decode_entry(buf: &[u8]) -> Option<(u8, u64, JournalKey, &[u8])> {
     let len = u32::from_be_bytes(h[16..20].try_into().ok()?) as usize;
     let crc = u32::from_be_bytes(h[20..24].try_into().ok()?);
     let payload = buf.get(ENTRY_HEADER_BYTES..ENTRY_HEADER_BYTES + len)?;
-    if entry_crc(h, payload) != crc || !matches!(kind, KIND_BATCH | KIND_SWITCH) {
+    if entry_crc(h, payload) != crc || !matches!(kind, KIND_BATCH | KIND_SWITCH | KIND_DIRECT) {
         return None;
     }
     let key = JournalKey {
@@ -367,10 +383,33 @@ fn read_file(data: &Bytes, seq: u64, out: &mut Vec<JournalEntry>) -> (bool, u64)
             return (true, pos as u64);
         }
         let start = pos + ENTRY_HEADER_BYTES;
-        out.push(JournalEntry { key, seq, batch: data.slice(start..start + payload.len()) });
+        let record = match kind {
+            KIND_DIRECT => match decode_direct(payload) {
+                Some(r) => r,
+                None => break, // a valid CRC over a malformed payload: treat as the end
+            },
+            _ => JournalRecord::Batch(data.slice(start..start + payload.len())),
+        };
+        out.push(JournalEntry { key, seq, record });
         pos = start + payload.len();
     }
     (false, pos as u64)
+}
+
+fn encode_direct(base_offset: i64, end_offset: i64) -> Bytes {
+    let mut p = Vec::with_capacity(DIRECT_PAYLOAD_BYTES);
+    p.extend_from_slice(&base_offset.to_be_bytes());
+    p.extend_from_slice(&end_offset.to_be_bytes());
+    Bytes::from(p)
+}
+
+fn decode_direct(payload: &[u8]) -> Option<JournalRecord> {
+    if payload.len() != DIRECT_PAYLOAD_BYTES {
+        return None;
+    }
+    let base_offset = i64::from_be_bytes(payload[0..8].try_into().ok()?);
+    let end_offset = i64::from_be_bytes(payload[8..16].try_into().ok()?);
+    (base_offset < end_offset).then_some(JournalRecord::Direct { base_offset, end_offset })
 }
 
 async fn read_start<B: IoBackend>(backend: &B, dir: &Path) -> Result<u64> {
@@ -515,6 +554,17 @@ impl<B: IoBackend> Journal<B> {
     /// Reserves the entry's place and queues it; call right after `wait_space` said there is
     /// room, with no await in between. Returns Err if the journal failed.
     pub(crate) fn submit(&self, log: LogId, key: JournalKey, data: Bytes, end_offset: i64) -> Result<()> {
+        self.submit_entry(log, key, KIND_BATCH, data, end_offset)
+    }
+
+    /// Records that the log's batches at [base_offset, end_offset) go straight to its segment
+    /// files (a Direct entry: no data). Progress reports for it name `base_offset`: the journal
+    /// holds nothing of the range. Same rules as `submit` (after `wait_space(DIRECT_ENTRY_BYTES)`).
+    pub(crate) fn submit_direct(&self, log: LogId, key: JournalKey, base_offset: i64, end_offset: i64) -> Result<()> {
+        self.submit_entry(log, key, KIND_DIRECT, encode_direct(base_offset, end_offset), base_offset)
+    }
+
+    fn submit_entry(&self, log: LogId, key: JournalKey, kind: u8, data: Bytes, end_offset: i64) -> Result<()> {
         let inner = &self.inner;
         let mut st = inner.st.borrow_mut();
         if let Some(reason) = &st.failed {
@@ -542,7 +592,7 @@ impl<B: IoBackend> Journal<B> {
         st.res_pos += size;
         st.slots[slot].refs.insert(log, end_offset);
         st.queue_bytes += size as usize;
-        st.queue.push(Pending::Batch { log, key, data, end_offset, slot, pos });
+        st.queue.push(Pending::Batch { log, key, kind, data, end_offset, slot, pos });
         let wake = was_idle || (st.queue_bytes >= inner.config.round_bytes && st.queue_bytes - (size as usize) < inner.config.round_bytes);
         drop(st);
         // No call into any log from here: the caller holds its log's state. The writer is only
@@ -849,10 +899,10 @@ async fn round<B: IoBackend>(inner: &Rc<JournalInner<B>>, work: Vec<Pending>) ->
             debug_assert_eq!(current.start + current.bytes.len() as u64, pos, "entries are written where they were reserved");
             let seq = st.slots[slot].seq;
             match item {
-                Pending::Batch { log, key, data, end_offset, .. } => {
+                Pending::Batch { log, key, kind, data, end_offset, .. } => {
                     let at = current.bytes.len();
                     current.bytes.resize(at + ENTRY_HEADER_BYTES, 0);
-                    encode_header(&mut current.bytes[at..], KIND_BATCH, seq, key, &data);
+                    encode_header(&mut current.bytes[at..], kind, seq, key, &data);
                     current.bytes.extend_from_slice(&data);
                     let e = progress.entry(log).or_insert(end_offset);
                     *e = (*e).max(end_offset);
@@ -934,10 +984,10 @@ fn notify<B: IoBackend>(inner: &JournalInner<B>, progress: &HashMap<LogId, i64>,
 }
 
 /// The entries of `contents` for each key, in order (replay groups them by log).
-pub fn group_by_key(contents: JournalContents) -> HashMap<JournalKey, VecDeque<Bytes>> {
-    let mut out: HashMap<JournalKey, VecDeque<Bytes>> = HashMap::new();
+pub fn group_by_key(contents: JournalContents) -> HashMap<JournalKey, VecDeque<JournalRecord>> {
+    let mut out: HashMap<JournalKey, VecDeque<JournalRecord>> = HashMap::new();
     for e in contents.entries {
-        out.entry(e.key).or_default().push_back(e.batch);
+        out.entry(e.key).or_default().push_back(e.record);
     }
     out
 }
@@ -945,6 +995,13 @@ pub fn group_by_key(contents: JournalContents) -> HashMap<JournalKey, VecDeque<B
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn journal_direct_payload_round_trips_and_rejects_malformed() {
+        assert_eq!(decode_direct(&encode_direct(5, 9)), Some(JournalRecord::Direct { base_offset: 5, end_offset: 9 }));
+        assert_eq!(decode_direct(&encode_direct(9, 9)), None, "an empty range is malformed");
+        assert_eq!(decode_direct(&encode_direct(5, 9)[..15]), None);
+    }
 
     #[test]
     fn journal_entry_round_trips_and_rejects_damage() {

@@ -30,6 +30,6 @@ pub use compaction::{CompactionConfig, CompactionOutcome};
 pub use config::{Durability, FlushPolicy, LogConfig};
 pub use error::{Error, Result};
 pub use io::{DmaBackend, FaultyBackend, IoBackend, IoFile};
-pub use journal::{read_journal, Journal, JournalConfig, JournalContents, JournalEntry, JournalKey};
+pub use journal::{read_journal, Journal, JournalConfig, JournalContents, JournalEntry, JournalKey, JournalRecord};
 pub use log::{AppendInfo, Log, ReadResult};
 pub use producer_state::{ProducerState, SeqVerdict};

@@ -27,7 +27,7 @@ use crate::config::{Durability, FlushPolicy, LogConfig};
 use crate::constants::*;
 use crate::error::{Error, Result};
 use crate::io::{IoBackend, IoFile};
-use crate::journal::{read_journal, Journal, JournalClient, JournalConfig, JournalKey};
+use crate::journal::{read_journal, Journal, JournalClient, JournalConfig, JournalKey, JournalRecord, DIRECT_PAYLOAD_BYTES};
 use crate::producer_snapshot;
 use crate::producer_state::{ProducerState, SeqVerdict};
 use crate::recovery::{create_segment, now_ms, persist_index, recover, remove_segment_files};
@@ -79,10 +79,20 @@ struct LogState<F: IoFile> {
     log_start: i64,
     /// Next offset to assign.
     log_end: i64,
-    /// End of data in the journal file, and synced there.
+    /// End of data written (in the journal or the segment files), and synced there: what
+    /// acks wait for (`settle` computes them).
     written: i64,
     synced: i64,
     hw: i64,
+    /// Ends the journal reported for this log's entries, written and synced. They cover the
+    /// journaled batches below them, not the direct ranges.
+    journal_written: i64,
+    journal_synced: i64,
+    /// Direct appends (straight to the segment files) not yet synced there: [base, end), in
+    /// offset order. Only the segment files can make them durable.
+    direct: VecDeque<(i64, i64)>,
+    /// When the oldest written-but-unsynced direct append was written.
+    direct_written_at: Option<Instant>,
     /// Journaled batches not yet written to the segment files, oldest first (readable).
     unflushed: VecDeque<Queued>,
     unflushed_bytes: usize,
@@ -161,7 +171,7 @@ impl<B: IoBackend> Log<B> {
         let contents = read_journal(&backend, &journal_dir).await?;
         let journal = Journal::open(backend.clone(), journal_dir, JournalConfig::for_batches(PRIVATE_JOURNAL_BYTES, config.max_batch_bytes));
         let key = JournalKey { topic_id: 0, partition: 0 };
-        let replay: Vec<Bytes> = contents.entries.into_iter().map(|e| e.batch).collect();
+        let replay: Vec<JournalRecord> = contents.entries.into_iter().map(|e| e.record).collect();
         let log = Self::open_inner(backend, dir, config, journal.clone(), key, replay, true).await?;
         journal.begin(contents.max_seq).await?;
         Ok(log)
@@ -177,7 +187,7 @@ impl<B: IoBackend> Log<B> {
         config: LogConfig,
         journal: Journal<B>,
         key: JournalKey,
-        replay: Vec<Bytes>,
+        replay: Vec<JournalRecord>,
     ) -> Result<Log<B>> {
         Self::open_inner(backend, dir, config, journal, key, replay, false).await
     }
@@ -188,7 +198,7 @@ impl<B: IoBackend> Log<B> {
         config: LogConfig,
         journal: Journal<B>,
         key: JournalKey,
-        replay: Vec<Bytes>,
+        replay: Vec<JournalRecord>,
         private_journal: bool,
     ) -> Result<Log<B>> {
         let recovered = recover(&backend, &dir, &config).await?;
@@ -201,6 +211,10 @@ impl<B: IoBackend> Log<B> {
             written: log_end,
             synced: log_end,
             hw: log_end,
+            journal_written: log_end,
+            journal_synced: log_end,
+            direct: VecDeque::new(),
+            direct_written_at: None,
             unflushed: VecDeque::new(),
             unflushed_bytes: 0,
             oldest_unflushed: None,
@@ -259,11 +273,14 @@ impl<B: IoBackend> Log<B> {
         if let Some(h) = headers.iter().find(|h| h.total_size() > max) {
             return Err(Error::BatchTooLarge { size: h.total_size(), max });
         }
-        self.inner.wait_space(records.len()).await?;
+        // Decided before waiting for journal space (a direct append needs room for its Direct
+        // entry only); either way is correct, so a change of state meanwhile does not matter.
+        let direct = self.inner.goes_direct(records.len());
+        self.inner.wait_space(records.len(), direct).await?;
         // No await from here on: the sequence check and the offset assignment are one step, so
         // two copies of a batch (a retry on another connection) cannot both be appended.
         self.inner.check_writable()?;
-        self.inner.enqueue(records, headers)
+        self.inner.enqueue(records, headers, direct)
     }
 
     /// Resolves once everything below `end_offset` has reached `level` (group commit: concurrent
@@ -320,7 +337,12 @@ impl<B: IoBackend> Log<B> {
     pub fn want_visible(&self, offset: i64) {
         let st = self.inner.state.borrow();
         if st.hw <= offset && st.written > offset {
+            let (direct, written) = (st.direct_unsynced_below(st.written), st.written);
+            drop(st);
             self.inner.journal.want_sync();
+            if direct {
+                self.inner.request_flush(written);
+            }
         }
     }
 
@@ -481,14 +503,11 @@ impl<B: IoBackend> JournalClient for LogInner<B> {
     fn journal_progress(&self, end_offset: i64, synced: bool) {
         {
             let mut st = self.state.borrow_mut();
-            st.written = st.written.max(end_offset);
+            st.journal_written = st.journal_written.max(end_offset);
             if synced {
-                st.synced = st.synced.max(end_offset);
+                st.journal_synced = st.journal_synced.max(end_offset);
             }
-            st.hw = match self.config.flush {
-                FlushPolicy::Always => st.synced,
-                FlushPolicy::Interval { .. } => st.written,
-            };
+            st.settle(&self.config.flush);
         }
         self.progress.notify(usize::MAX);
     }
@@ -520,7 +539,52 @@ impl<B: IoBackend> JournalClient for LogInner<B> {
     }
 }
 
+impl<F: IoFile> LogState<F> {
+    /// Recomputes what acks and the high watermark follow. Below the first direct range the
+    /// segment files have not written (synced), every batch was journaled or is in the segment
+    /// files, so the journal's end counts up to that range's base; the segment files' end
+    /// counts whole.
+    fn settle(&mut self, flush: &FlushPolicy) {
+        while self.direct.front().is_some_and(|&(_, end)| end <= self.segment_synced) {
+            self.direct.pop_front();
+        }
+        if self.direct.front().is_none_or(|&(base, _)| base >= self.segment_written) {
+            self.direct_written_at = None;
+        }
+        let covered = |journal: i64, segments: i64| {
+            let gap = self.direct.iter().find(|&&(_, end)| end > segments).map(|&(base, _)| base);
+            segments.max(gap.map_or(journal, |base| journal.min(base)))
+        };
+        self.written = self.written.max(covered(self.journal_written, self.segment_written));
+        self.synced = self.synced.max(covered(self.journal_synced, self.segment_synced));
+        self.hw = match flush {
+            FlushPolicy::Always => self.synced,
+            FlushPolicy::Interval { .. } => self.written,
+        };
+    }
+
+    /// Some direct append below `end` is not synced in the segment files yet.
+    fn direct_unsynced_below(&self, end: i64) -> bool {
+        self.direct.front().is_some_and(|&(base, _)| base < end)
+    }
+
+    /// A direct append waits for its segment write.
+    fn direct_unwritten(&self) -> bool {
+        self.direct.back().is_some_and(|&(_, end)| end > self.segment_written)
+    }
+}
+
 impl<B: IoBackend> LogInner<B> {
+    /// Whether an append of `bytes` goes straight to the segment files (see
+    /// `LOG_DIRECT_APPEND_BYTES`): large appends, and appends to a log that has a large segment
+    /// write due or a direct append waiting (its next write comes at once anyway).
+    fn goes_direct(&self, bytes: usize) -> bool {
+        let st = self.state.borrow();
+        // On a full disk appends go to the journal, which holds them or refuses them at once.
+        let big = bytes >= LOG_DIRECT_APPEND_BYTES || st.unflushed_bytes >= LOG_FLUSH_BYTES;
+        st.disk_full_until.is_none() && (big || st.direct_unwritten())
+    }
+
     fn check_writable(&self) -> Result<()> {
         let st = self.state.borrow();
         if let Some(p) = &st.poisoned {
@@ -533,7 +597,7 @@ impl<B: IoBackend> LogInner<B> {
     }
 
     /// Backpressure: the log's unflushed bytes (memory) and the journal's space.
-    async fn wait_space(&self, bytes: usize) -> Result<()> {
+    async fn wait_space(&self, bytes: usize, direct: bool) -> Result<()> {
         loop {
             let listener = self.queue_space.listen();
             self.check_writable()?;
@@ -544,12 +608,12 @@ impl<B: IoBackend> LogInner<B> {
             self.writer_wake.notify(1);
             listener.await;
         }
-        self.journal.wait_space(bytes).await
+        self.journal.wait_space(if direct { DIRECT_PAYLOAD_BYTES } else { bytes }).await
     }
 
     /// Checks producer sequences, assigns offsets, journals and keeps the batches; synchronous,
     /// so offset order = journal order and the check cannot race another append.
-    fn enqueue(&self, records: Bytes, mut headers: Vec<BatchHeader>) -> Result<AppendInfo> {
+    fn enqueue(&self, records: Bytes, mut headers: Vec<BatchHeader>, direct: bool) -> Result<AppendInfo> {
         let mut st = self.state.borrow_mut();
         match st.producers.check_all(&headers) {
             SeqVerdict::Append => {}
@@ -582,7 +646,12 @@ impl<B: IoBackend> LogInner<B> {
         }
         debug_assert_eq!(pos, data.len());
         let data = data.freeze();
-        self.journal.submit(self.journal_id.get(), self.key, data.clone(), next)?;
+        if direct {
+            self.journal.submit_direct(self.journal_id.get(), self.key, base_offset, next)?;
+            st.direct.push_back((base_offset, next));
+        } else {
+            self.journal.submit(self.journal_id.get(), self.key, data.clone(), next)?;
+        }
         let max_timestamp = self.keep(&mut st, data, headers, now_ms());
         Ok(AppendInfo {
             base_offset,
@@ -608,9 +677,9 @@ impl<B: IoBackend> LogInner<B> {
             st.unflushed.push_back(Queued { header: h, data: batch });
             st.log_end = h.next_offset();
         }
-        // Wake the flusher when its timer must start (the first unflushed batch) and when
-        // enough has gathered for a large write.
-        if st.oldest_unflushed.is_none() || st.unflushed_bytes >= LOG_FLUSH_BYTES {
+        // Wake the flusher when its timer must start (the first unflushed batch), when enough
+        // has gathered for a large write, and for a direct append (written at once).
+        if st.oldest_unflushed.is_none() || st.unflushed_bytes >= LOG_FLUSH_BYTES || st.direct_unwritten() {
             self.writer_wake.notify(1);
         }
         if st.oldest_unflushed.is_none() {
@@ -619,12 +688,30 @@ impl<B: IoBackend> LogInner<B> {
         max_timestamp
     }
 
-    /// Batches read back from the journal at start: those past the segment files are appended
-    /// at their own offsets (already durable: they count as synced); those below are skipped.
-    fn replay(&self, batches: Vec<Bytes>) -> Result<()> {
+    /// Entries read back from the journal at start: batches past the segment files are appended
+    /// at their own offsets (already durable: they count as synced), those below are skipped.
+    /// A Direct range the segment files lack (its write was lost, so never acknowledged through
+    /// the journal) ends the replay: later entries would follow a gap and were not acknowledged
+    /// either (acks wait for the direct range's segment write).
+    fn replay(&self, records: Vec<JournalRecord>) -> Result<()> {
         let mut st = self.state.borrow_mut();
         let (mut appended, mut skipped) = (0usize, 0usize);
-        for records in batches {
+        let mut records = records.into_iter();
+        for record in records.by_ref() {
+            let records = match record {
+                JournalRecord::Batch(records) => records,
+                JournalRecord::Direct { base_offset, end_offset } => {
+                    if end_offset <= st.log_end {
+                        skipped += 1;
+                        continue;
+                    }
+                    if base_offset > st.log_end {
+                        return Err(self.replay_gap(base_offset, st.log_end));
+                    }
+                    tracing::warn!(dir = %self.dir.display(), base_offset, end_offset, log_end = st.log_end, "a direct append's segment write was lost (never acknowledged): the log ends before it");
+                    break;
+                }
+            };
             let headers = validate_batches(&records)?;
             let (first, last) = (headers[0], *headers.last().expect("validated: at least one batch"));
             if last.next_offset() <= st.log_end {
@@ -632,30 +719,34 @@ impl<B: IoBackend> LogInner<B> {
                 continue;
             }
             if first.base_offset != st.log_end {
-                let path = self.dir.join(PRIVATE_JOURNAL_DIR);
-                return Err(Error::CorruptLog {
-                    path,
-                    position: 0,
-                    reason: format!("journal entry at offset {} does not follow the log end {}: acknowledged data is missing", first.base_offset, st.log_end),
-                });
+                return Err(self.replay_gap(first.base_offset, st.log_end));
             }
             self.keep(&mut st, records, headers, now_ms());
             appended += 1;
         }
-        st.written = st.log_end;
-        st.synced = st.log_end;
-        st.hw = st.log_end;
-        if appended > 0 {
-            tracing::info!(dir = %self.dir.display(), appended, skipped, log_end = st.log_end, "replayed journal entries");
+        let dropped = records.count();
+        let end = st.log_end;
+        (st.written, st.synced, st.hw, st.journal_written, st.journal_synced) = (end, end, end, end, end);
+        if appended > 0 || dropped > 0 {
+            tracing::info!(dir = %self.dir.display(), appended, skipped, dropped, log_end = end, "replayed journal entries");
         }
         Ok(())
     }
 
+    fn replay_gap(&self, entry_offset: i64, log_end: i64) -> Error {
+        Error::CorruptLog {
+            path: self.dir.join(PRIVATE_JOURNAL_DIR),
+            position: 0,
+            reason: format!("journal entry at offset {entry_offset} does not follow the log end {log_end}: acknowledged data is missing"),
+        }
+    }
+
     async fn wait_durable(&self, end_offset: i64, level: Durability) -> Result<()> {
+        let mut retried_after: Option<u64> = None;
         loop {
             let listener = self.progress.listen();
-            {
-                let st = self.state.borrow();
+            let retry_now = {
+                let mut st = self.state.borrow_mut();
                 if end_offset > st.log_end {
                     return Err(Error::OffsetOutOfRange { requested: end_offset, log_start: st.log_start, high_watermark: st.hw });
                 }
@@ -666,15 +757,33 @@ impl<B: IoBackend> LogInner<B> {
                 if reached >= end_offset {
                     return Ok(()); // durable before any failure: still a valid ack
                 }
-                if let Some(p) = &st.poisoned {
-                    return Err(Error::Poisoned(p.clone()));
+                // A direct append below `end_offset` the segment files could not take for want
+                // of space: the journal does not hold it, so nothing acknowledges it until the
+                // disk has space. One retry at once (as `wait_segments`), then DiskFull.
+                if st.disk_full_until.is_some() && st.direct.iter().any(|&(base, end)| base < end_offset && end > st.segment_written) {
+                    if retried_after.is_some_and(|n| st.disk_full_failures > n) {
+                        return Err(Error::DiskFull);
+                    }
+                    retried_after = Some(st.disk_full_failures);
+                    st.disk_full_until = Some(Instant::now()); // due now
+                    true
+                } else {
+                    if let Some(p) = &st.poisoned {
+                        return Err(Error::Poisoned(p.clone()));
+                    }
+                    if st.writer_done {
+                        return Err(Error::Closed);
+                    }
+                    false
                 }
-                if st.writer_done {
-                    return Err(Error::Closed);
-                }
-            }
-            if level == Durability::Synced {
+            };
+            if retry_now {
+                self.writer_wake.notify(1);
+            } else if level == Durability::Synced {
                 self.journal.want_sync();
+                if self.state.borrow().direct_unsynced_below(end_offset) {
+                    self.request_flush(end_offset);
+                }
             }
             listener.await;
         }
@@ -1096,11 +1205,16 @@ impl<B: IoBackend> LogInner<B> {
         st.oldest_unflushed = if st.unflushed.is_empty() { None } else { Some(Instant::now()) };
         st.segment_written = end;
         st.unsynced_since.get_or_insert_with(Instant::now);
+        if st.direct_unsynced_below(end) {
+            st.direct_written_at.get_or_insert_with(Instant::now);
+        }
+        st.settle(&self.config.flush); // a direct append is written now
         if st.disk_full_until.take().is_some() {
             tracing::info!(dir = %self.dir.display(), "segment files are written again after the disk was full");
         }
         drop(st);
         self.queue_space.notify(usize::MAX);
+        self.progress.notify(usize::MAX);
     }
 
     fn on_disk_full(&self) {
@@ -1112,6 +1226,7 @@ impl<B: IoBackend> LogInner<B> {
         st.disk_full_failures += 1;
         drop(st);
         self.flushed.notify(usize::MAX);
+        self.progress.notify(usize::MAX); // direct appends' waiters fail (`wait_durable`)
     }
 
     /// Syncs the segment files, then records their end as the recovery point (durably), and
@@ -1131,7 +1246,9 @@ impl<B: IoBackend> LogInner<B> {
             if st.segment_synced >= st.segment_written {
                 st.unsynced_since = None;
             }
+            st.settle(&self.config.flush);
         }
+        self.progress.notify(usize::MAX);
         self.flushed.notify(usize::MAX);
         self.journal.on_flushed();
         Ok(())
@@ -1220,6 +1337,7 @@ fn next_step<B: IoBackend>(inner: &LogInner<B>) -> FlushStep {
     let age_left = st.oldest_unflushed.map(|t| Duration::from_millis(LOG_FLUSH_DELAY_MS).saturating_sub(t.elapsed()));
     let due = !st.unflushed.is_empty()
         && (st.unflushed_bytes >= LOG_FLUSH_BYTES
+            || st.direct_unwritten()
             || st.flush_requested > st.segment_written
             || st.closing
             || age_left.is_some_and(|d| d.is_zero()));
@@ -1227,6 +1345,10 @@ fn next_step<B: IoBackend>(inner: &LogInner<B>) -> FlushStep {
         return FlushStep::Flush(st.unflushed.iter().cloned().collect());
     }
     let sync_left = st.unsynced_since.map(|t| Duration::from_millis(LOG_SYNC_INTERVAL_MS).saturating_sub(t.elapsed()));
+    // Written direct appends are synced soon: until then acks=all and (flush=always) the high
+    // watermark wait for them, and nothing else would sync them before the interval.
+    let direct_left = st.direct_written_at.map(|t| Duration::from_millis(inner.config.direct_sync_delay_ms).saturating_sub(t.elapsed()));
+    let sync_left = [sync_left, direct_left].into_iter().flatten().min();
     if st.segment_written > st.segment_synced
         && (st.flush_requested > st.segment_synced || st.closing || sync_left.is_some_and(|d| d.is_zero()))
     {

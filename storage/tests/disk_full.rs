@@ -120,3 +120,24 @@ fn disk_full_refused_idempotent_batch_is_appended_on_retry() {
         assert_eq!(log.log_end_offset(), end + 4000);
     });
 }
+
+/// A direct append (large: straight to the segment files) that the full disk cannot take fails
+/// its ack with DiskFull instead of waiting for space; appends after it are refused or
+/// journaled, and once space is back the log takes appends again.
+#[test]
+fn disk_full_direct_append_fails_its_ack() {
+    run(|| async {
+        let backend = FaultyBackend::new();
+        let log = Log::open(backend.clone(), "/d/t-0".into(), config()).await.unwrap();
+        append_synced(&log, batch(1, 0, 100)).await;
+        backend.set_faults(full());
+        let info = log.append(batch(1, 1, storage::constants::LOG_DIRECT_APPEND_BYTES)).await.unwrap();
+        assert!(matches!(log.wait_appended(&info, Durability::Written).await, Err(Error::DiskFull)));
+        backend.set_faults(Faults::default());
+        let info = log.append(batch(1, 2, 100)).await.unwrap();
+        log.wait_appended(&info, Durability::Synced).await.expect("space is back");
+        // Like a Kafka request that timed out, the failed one may still be written: offsets
+        // stay contiguous (it was in memory), retried once space was back.
+        assert_eq!(read_all(&log, 0).await.len(), 3);
+    });
+}

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use storage::{read_journal, Durability, FaultyBackend, JournalKey, Log};
+use storage::{read_journal, Durability, FaultyBackend, JournalKey, JournalRecord, Log};
 
 /// Ten times the journal's size through a two-file ring: appends wait for the files to be
 /// reused (the log is asked to flush) and all complete; the data reads back whole.
@@ -94,7 +94,11 @@ fn journal_read_back_is_the_current_run_only() {
         assert_eq!(keys.len(), 6);
         assert_eq!(keys.iter().filter(|k| k.partition == 1).count(), 3);
         let offsets: Vec<i64> = contents.entries.iter().filter(|e| e.key.partition == 1)
-            .map(|e| storage::BatchHeader::parse(&e.batch).unwrap().base_offset).collect();
+            .map(|e| match &e.record {
+                JournalRecord::Batch(b) => storage::BatchHeader::parse(b).unwrap().base_offset,
+                other => panic!("a small append is journaled: {other:?}"),
+            })
+            .collect();
         assert_eq!(offsets, vec![0, 2, 4], "in order, offsets assigned");
         // A restart: the logs flush, a new run begins above what was read.
         a.close().await.unwrap();
@@ -164,5 +168,54 @@ fn journal_syncs_unwaited_data_within_the_interval() {
             glommio::timer::sleep(Duration::from_millis(5)).await;
         }
         assert_eq!(journal.syncs(), 1);
+    });
+}
+
+/// A large append goes straight to the segment files: the journal gets a Direct entry naming
+/// its offsets and none of its bytes; a small append after it is journaled as before; both are
+/// acknowledged, readable and (synced) survive power loss.
+#[test]
+fn journal_large_append_goes_to_the_segment_files_with_a_direct_entry() {
+    run(|| async {
+        let backend = FaultyBackend::new();
+        let dir = PathBuf::from("/d/t-0");
+        let log = Log::open(backend.clone(), dir.clone(), config()).await.unwrap();
+        let big = batch(1, 0, storage::constants::LOG_DIRECT_APPEND_BYTES);
+        let info = log.append(big.clone()).await.unwrap();
+        log.wait_appended(&info, Durability::Written).await.unwrap();
+        assert!(log.journal().bytes_written() < 4096 * 2, "the batch's bytes are not in the journal: {}", log.journal().bytes_written());
+        let small = batch(1, 1, 100);
+        let base = append_synced(&log, small.clone()).await;
+        assert_eq!(base, 1);
+        let records: Vec<JournalRecord> = read_journal(&backend, &dir.join("journal")).await.unwrap().entries.into_iter().map(|e| e.record).collect();
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0], JournalRecord::Direct { base_offset: 0, end_offset: 1 });
+        assert!(matches!(records[1], JournalRecord::Batch(_)), "a small append is journaled");
+        assert!(log.segment_synced_offset() >= 1, "acks=all on the small batch waited for the direct one's segment sync");
+        assert_eq!(read_all(&log, 0).await, vec![with_base(&big, 0), with_base(&small, 1)]);
+        drop(log);
+        backend.crash();
+        let log = Log::open(backend.clone(), dir, config()).await.unwrap();
+        assert_eq!(read_all(&log, 0).await, vec![with_base(&big, 0), with_base(&small, 1)]);
+    });
+}
+
+/// A direct append nobody waits a sync for is synced within `direct_sync_delay_ms`: under
+/// flush=always the high watermark then moves past it on its own.
+#[test]
+fn journal_direct_append_is_synced_within_its_delay() {
+    run(|| async {
+        let backend = FaultyBackend::new();
+        let mut cfg = config();
+        cfg.direct_sync_delay_ms = 20;
+        let log = Log::open(backend.clone(), "/d/t-0".into(), cfg).await.unwrap();
+        let info = log.append(batch(1, 0, storage::constants::LOG_DIRECT_APPEND_BYTES)).await.unwrap();
+        log.wait_appended(&info, Durability::Written).await.unwrap();
+        let started = Instant::now();
+        while log.high_watermark() < 1 {
+            assert!(started.elapsed() < Duration::from_secs(10), "the direct append was never synced");
+            glommio::timer::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(log.segment_synced_offset(), 1);
     });
 }

@@ -5,12 +5,11 @@ use crate::config::BrokerConfig;
 use crate::constants::{JOURNAL_BYTES_MIN, JOURNAL_DIR, JOURNAL_FREE_SPACE_SHARE, JOURNAL_REPLAY_BARRIER_MS};
 use crate::router::shard_for;
 use crate::topics::TopicTable;
-use bytes::Bytes;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
-use storage::{read_journal, DmaBackend, Journal, JournalConfig, JournalKey};
+use storage::{read_journal, DmaBackend, Journal, JournalConfig, JournalKey, JournalRecord};
 
 fn shard_dir(data_dir: &Path, shard: usize) -> PathBuf {
     data_dir.join(JOURNAL_DIR).join(format!("shard-{shard}"))
@@ -48,7 +47,7 @@ pub fn open_journal(backend: &DmaBackend, config: &BrokerConfig, shard: usize, n
 /// What the previous run left in the journals for this shard.
 pub struct Previous {
     /// Per log this shard owns, its entries in order.
-    pub replay: HashMap<JournalKey, Vec<Bytes>>,
+    pub replay: HashMap<JournalKey, Vec<JournalRecord>>,
     /// Largest sequence number in this shard's own journal directory.
     pub own_max_seq: u64,
 }
@@ -73,7 +72,7 @@ pub async fn read_previous(backend: &DmaBackend, data_dir: &Path, me: usize, nr_
             let Some((name, partitions)) = by_id.get(&entry.key.topic_id) else { continue };
             let p = entry.key.partition;
             if (0..*partitions).contains(&p) && shard_for(name, p, nr_shards) == me {
-                previous.replay.entry(entry.key).or_default().push(entry.batch);
+                previous.replay.entry(entry.key).or_default().push(entry.record);
             }
         }
     }
