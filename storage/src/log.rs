@@ -649,6 +649,7 @@ impl<B: IoBackend> LogInner<B> {
         if direct {
             self.journal.submit_direct(self.journal_id.get(), self.key, base_offset, next)?;
             st.direct.push_back((base_offset, next));
+            crate::stats::record_direct_append(data.len() as u64);
         } else {
             self.journal.submit(self.journal_id.get(), self.key, data.clone(), next)?;
         }

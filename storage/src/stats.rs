@@ -10,7 +10,8 @@
 //! - DMA reads (`io::dma`): bytes;
 //! - syncs: each `syncfs` round of a `SyncGroup`, or each per-file fdatasync, with its latency;
 //! - batch-cache hits and misses (`Log::read`);
-//! - journal rounds (one write of every partition's entries), their bytes, and journal syncs.
+//! - journal rounds (one write of every partition's entries), their bytes, and journal syncs;
+//!   appends that went straight to the segment files instead (direct appends) and their bytes.
 
 use std::cell::{Cell, RefCell};
 use std::time::Duration;
@@ -74,6 +75,8 @@ pub struct StorageStats {
     journal_rounds: Cell<u64>,
     journal_bytes: Cell<u64>,
     journal_syncs: Cell<u64>,
+    direct_appends: Cell<u64>,
+    direct_bytes: Cell<u64>,
     write_latency: RefCell<Histogram>,
     sync_latency: RefCell<Histogram>,
 }
@@ -90,6 +93,8 @@ pub struct StorageSnapshot {
     pub journal_rounds: u64,
     pub journal_bytes: u64,
     pub journal_syncs: u64,
+    pub direct_appends: u64,
+    pub direct_bytes: u64,
     pub write_latency: Histogram,
     pub sync_latency: Histogram,
 }
@@ -105,6 +110,8 @@ impl StorageSnapshot {
         self.journal_rounds += o.journal_rounds;
         self.journal_bytes += o.journal_bytes;
         self.journal_syncs += o.journal_syncs;
+        self.direct_appends += o.direct_appends;
+        self.direct_bytes += o.direct_bytes;
         self.write_latency.merge(&o.write_latency);
         self.sync_latency.merge(&o.sync_latency);
     }
@@ -158,6 +165,14 @@ pub fn record_journal_sync() {
     STATS.with(|s| bump(&s.journal_syncs, 1));
 }
 
+/// An append of `bytes` went straight to the segment files (not through the journal).
+pub fn record_direct_append(bytes: u64) {
+    STATS.with(|s| {
+        bump(&s.direct_appends, 1);
+        bump(&s.direct_bytes, bytes);
+    });
+}
+
 /// This thread's (shard's) counters so far.
 pub fn snapshot() -> StorageSnapshot {
     STATS.with(|s| StorageSnapshot {
@@ -170,6 +185,8 @@ pub fn snapshot() -> StorageSnapshot {
         journal_rounds: s.journal_rounds.get(),
         journal_bytes: s.journal_bytes.get(),
         journal_syncs: s.journal_syncs.get(),
+        direct_appends: s.direct_appends.get(),
+        direct_bytes: s.direct_bytes.get(),
         write_latency: s.write_latency.borrow().clone(),
         sync_latency: s.sync_latency.borrow().clone(),
     })

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.request
 import uuid
 
 import pytest
@@ -84,17 +85,37 @@ def test_restart_kill9_during_produce_keeps_acked_messages(broker_factory, requi
     """kill -9 while a producer is busy: everything acknowledged survives at its offset,
     nothing else but produced messages appears, no offset is used twice, and the log
     accepts appends after recovery."""
-    b = broker_factory()
-    topic = unique_topic("restart-crash")
+    _kill9_during_produce(broker_factory(), "restart-crash", {"acks": "all", "linger.ms": 2})
+
+
+def test_restart_kill9_during_large_batch_produce_keeps_acked_messages(broker_factory, require_persistence):
+    """The same with acks=1 and large batches (linger 50 ms, 1 MB): appends of 256 KiB and
+    more go straight to the segment files (direct appends), not through the journal; acks=1
+    answers survive kill -9 there too."""
+    _kill9_during_produce(broker_factory(), "restart-crash-big",
+                          {"acks": "1", "linger.ms": 50, "batch.size": 1_000_000}, expect_direct=True)
+
+
+def direct_appends(b) -> float:
+    """riptide_storage_direct_appends_total from the broker's /metrics."""
+    text = urllib.request.urlopen(f"http://{b.admin}/metrics", timeout=5).read().decode()
+    for line in text.splitlines():
+        if line.startswith("riptide_storage_direct_appends_total "):
+            return float(line.split()[1])
+    raise AssertionError("no riptide_storage_direct_appends_total in /metrics")
+
+
+def _kill9_during_produce(b, tag, producer_config, expect_direct=False):
+    topic = unique_topic(tag)
     create_topic(b.bootstrap, topic, PARTITIONS)
-    msgs = make_messages(30000, PARTITIONS, seed=800, tag="crash")
+    msgs = make_messages(30000, PARTITIONS, seed=800, tag=tag)
     by_value = {m.value: m for m in msgs if m.value}
     acked = {}  # index -> (partition, offset)
     failed = set()
     stop = threading.Event()
 
     def produce():
-        p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 2,
+        p = Producer({"bootstrap.servers": b.bootstrap, **producer_config,
                       "message.send.max.retries": 0, "message.timeout.ms": 5000,
                       "socket.timeout.ms": 3000, "reconnect.backoff.max.ms": 200,
                       "logger": RDLOG})
@@ -129,6 +150,8 @@ def test_restart_kill9_during_produce_keeps_acked_messages(broker_factory, requi
     while len(acked) < 3000 and time.monotonic() < deadline and t.is_alive():
         time.sleep(0.01)
     assert len(acked) >= 3000, f"only {len(acked)} acks before the crash"
+    if expect_direct:
+        assert direct_appends(b) > 0, "no append went straight to the segment files"
     b.kill()
     stop.set()
     t.join(40)

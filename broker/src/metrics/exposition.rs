@@ -170,6 +170,8 @@ impl Collector for MergedCollector {
         single(&mut e, "riptide_storage_journal_rounds", "Shard journal rounds: one sequential write of every partition's new batches.", Counter, s.journal_rounds as i64)?;
         single(&mut e, "riptide_storage_journal_written_bytes", "Bytes the journal rounds wrote (block-padded).", Counter, s.journal_bytes as i64)?;
         single(&mut e, "riptide_storage_journal_syncs", "fdatasyncs of the shard journal (each covers every round written before it).", Counter, s.journal_syncs as i64)?;
+        single(&mut e, "riptide_storage_direct_appends", "Appends written straight to the segment files, not through the journal (256 KiB and larger, or to a log with 1 MiB waiting).", Counter, s.direct_appends as i64)?;
+        single(&mut e, "riptide_storage_direct_append_bytes", "Bytes of the direct appends.", Counter, s.direct_bytes as i64)?;
         single(&mut e, "riptide_storage_cache_hits", "Log reads served from the batch cache.", Counter, s.cache_hits as i64)?;
         single(&mut e, "riptide_storage_cache_misses", "Log reads that went to disk.", Counter, s.cache_misses as i64)?;
         let (cache, queue) = m.logs.values().fold((0, 0), |(c, q), l| (c + l.cache_bytes, q + l.write_queue_bytes));
@@ -262,6 +264,7 @@ mod tests {
         s.storage.sync_rounds = 2;
         s.storage.journal_rounds = 7;
         s.storage.journal_syncs = 3;
+        s.storage.direct_appends = 4;
         s.logs.push(LogGauges { topic: "orders".into(), partition: 1, log_start: 0, log_end: 20, high_watermark: 20, size_bytes: 2048, cache_bytes: 2048, write_queue_bytes: 0 });
         render(Merged::of(1, per_partition, vec![s]))
     }
@@ -284,6 +287,7 @@ mod tests {
             "riptide_storage_sync_rounds_total 2",
             "riptide_storage_journal_rounds_total 7",
             "riptide_storage_journal_syncs_total 3",
+            "riptide_storage_direct_appends_total 4",
             "riptide_storage_sync_latency_seconds_count 2",
             "riptide_controller_active 1",
             "riptide_under_replicated_partitions 0",
