@@ -463,6 +463,28 @@ fn crash_recovery_random_damage_dma() {
     });
 }
 
+fn direct_cfg() -> LogConfig {
+    let mut c = cfg();
+    c.segment_bytes = 4 << 20;
+    c.direct_sync_delay_ms = 3_600_000; // only a crash may come first
+    c
+}
+
+/// A journaled batch (synced), a direct append (written, not synced) and a small journaled
+/// append after it (written), as stored: offsets 0-1, 2 and 3.
+async fn journaled_direct_journaled(log: &Log<FaultyBackend>) -> [Bytes; 3] {
+    let first = batch(2, 0, 300);
+    append_synced(log, first.clone()).await;
+    let mut out = vec![with_base(&first, 0)];
+    for (ts, len) in [(1, storage::constants::LOG_DIRECT_APPEND_BYTES), (2, 300)] {
+        let b = batch(1, ts, len);
+        let info = log.append(b.clone()).await.unwrap();
+        log.wait_appended(&info, Durability::Written).await.unwrap();
+        out.push(with_base(&b, info.base_offset));
+    }
+    out.try_into().expect("three batches")
+}
+
 /// Power loss after a direct append was written (not synced) and a small append after it was
 /// journaled and synced there: the segment files lose the direct range, the journal's Direct
 /// entry says the gap is the direct append's, so the log ends before it (neither was
@@ -472,16 +494,8 @@ fn crash_recovery_random_damage_dma() {
 fn crash_recovery_lost_direct_write_ends_the_log_before_it() {
     run(|| async {
         let backend = FaultyBackend::new();
-        let mut c = cfg();
-        c.segment_bytes = 4 << 20;
-        c.direct_sync_delay_ms = 3_600_000; // only power loss may come first
-        let log = Log::open(backend.clone(), "/d/t-0".into(), c.clone()).await.unwrap();
-        let first = batch(2, 0, 300);
-        append_synced(&log, first.clone()).await;
-        let big = log.append(batch(1, 1, storage::constants::LOG_DIRECT_APPEND_BYTES)).await.unwrap();
-        log.wait_appended(&big, Durability::Written).await.unwrap();
-        let after = log.append(batch(1, 2, 300)).await.unwrap();
-        log.wait_appended(&after, Durability::Written).await.unwrap();
+        let log = Log::open(backend.clone(), "/d/t-0".into(), direct_cfg()).await.unwrap();
+        let [first, _, _] = journaled_direct_journaled(&log).await;
         assert_eq!(log.high_watermark(), 2, "acks=all and consumers wait for the direct append's sync");
         // The journal syncs written data within 5 ms (a sync in flight at the small append's
         // write may not cover it; the next one does): wait for two, or 200 ms.
@@ -498,9 +512,9 @@ fn crash_recovery_lost_direct_write_ends_the_log_before_it() {
             matches!(&last, Some(storage::JournalRecord::Batch(b)) if BatchHeader::parse(b).unwrap().base_offset == 3),
             "the small append after the direct one is in the synced journal: {last:?}"
         );
-        let log = Log::open(backend.clone(), "/d/t-0".into(), c).await.unwrap();
+        let log = Log::open(backend.clone(), "/d/t-0".into(), direct_cfg()).await.unwrap();
         assert_eq!(log.log_end_offset(), 2);
-        assert_eq!(read_all(&log, 0).await, vec![with_base(&first, 0)]);
+        assert_eq!(read_all(&log, 0).await, vec![first]);
         // The log goes on at the offsets the lost appends had.
         assert_eq!(append_synced(&log, batch(1, 3, 300)).await, 2);
     });
@@ -512,20 +526,10 @@ fn crash_recovery_lost_direct_write_ends_the_log_before_it() {
 fn crash_recovery_kill_after_direct_write_keeps_it_and_what_followed() {
     run(|| async {
         let backend = FaultyBackend::new();
-        let mut c = cfg();
-        c.segment_bytes = 4 << 20;
-        c.direct_sync_delay_ms = 3_600_000;
-        let log = Log::open(backend.clone(), "/d/t-0".into(), c.clone()).await.unwrap();
-        let first = batch(2, 0, 300);
-        append_synced(&log, first.clone()).await;
-        let big = batch(1, 1, storage::constants::LOG_DIRECT_APPEND_BYTES);
-        let info = log.append(big.clone()).await.unwrap();
-        log.wait_appended(&info, Durability::Written).await.unwrap();
-        let small = batch(1, 2, 300);
-        let info = log.append(small.clone()).await.unwrap();
-        log.wait_appended(&info, Durability::Written).await.unwrap();
+        let log = Log::open(backend.clone(), "/d/t-0".into(), direct_cfg()).await.unwrap();
+        let stored = journaled_direct_journaled(&log).await;
         drop(log); // no crash(): the files keep every completed write
-        let log = Log::open(backend.clone(), "/d/t-0".into(), c).await.unwrap();
-        assert_eq!(read_all(&log, 0).await, vec![with_base(&first, 0), with_base(&big, 2), with_base(&small, 3)]);
+        let log = Log::open(backend.clone(), "/d/t-0".into(), direct_cfg()).await.unwrap();
+        assert_eq!(read_all(&log, 0).await, stored.to_vec());
     });
 }
