@@ -5,7 +5,7 @@ use crate::kafka::errors::*;
 use crate::partition_dirs;
 use crate::router::shard_for;
 use crate::topics::partition_dir;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::future::{join_all, select, Either, LocalBoxFuture};
 use futures::FutureExt;
 use kafka_protocol::protocol::StrBytes;
@@ -45,7 +45,8 @@ pub enum PartitionReply {
 pub struct ProducePart {
     pub topic: StrBytes,
     pub partition: i32,
-    pub records: Bytes,
+    /// Owned alone (split off the request frame): storage writes the offsets in place.
+    pub records: BytesMut,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -305,7 +306,7 @@ impl PartitionService {
         // The log checks idempotent producers' sequences in the same step as it assigns
         // offsets: a retry is answered with the original's offsets, never appended twice.
         let bytes = part.records.len() as u64;
-        match partition.log.append(part.records).await {
+        match partition.log.append_mut(part.records).await {
             Ok(info) => {
                 if !info.duplicate {
                     crate::metrics::produced(&part.topic, part.partition, bytes, (info.last_offset - info.base_offset + 1) as u64);
