@@ -559,7 +559,7 @@ impl<B: IoBackend> Journal<B> {
 
     /// Records that the log's batches at [base_offset, end_offset) go straight to its segment
     /// files (a Direct entry: no data). Progress reports for it name `base_offset`: the journal
-    /// holds nothing of the range. Same rules as `submit` (after `wait_space(DIRECT_ENTRY_BYTES)`).
+    /// holds nothing of the range. Same rules as `submit` (after `wait_space(DIRECT_PAYLOAD_BYTES)`).
     pub(crate) fn submit_direct(&self, log: LogId, key: JournalKey, base_offset: i64, end_offset: i64) -> Result<()> {
         self.submit_entry(log, key, KIND_DIRECT, encode_direct(base_offset, end_offset), base_offset)
     }

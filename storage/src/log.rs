@@ -552,8 +552,9 @@ impl<F: IoFile> LogState<F> {
     /// Recomputes what acks and the high watermark follow. Below the first direct range the
     /// segment files have not written (synced), every batch was journaled or is in the segment
     /// files, so the journal's end counts up to that range's base; the segment files' end
-    /// counts whole.
-    fn settle(&mut self, flush: &FlushPolicy) {
+    /// counts whole. Returns whether acks or the high watermark may move (waiters to wake).
+    fn settle(&mut self, flush: &FlushPolicy) -> bool {
+        let before = (self.written, self.synced, self.hw);
         while self.direct.front().is_some_and(|&(_, end)| end <= self.segment_synced) {
             self.direct.pop_front();
         }
@@ -570,6 +571,7 @@ impl<F: IoFile> LogState<F> {
             FlushPolicy::Always => self.synced,
             FlushPolicy::Interval { .. } => self.written,
         };
+        (self.written, self.synced, self.hw) != before
     }
 
     /// Some direct append below `end` is not synced in the segment files yet.
@@ -1217,13 +1219,15 @@ impl<B: IoBackend> LogInner<B> {
         if st.direct_unsynced_below(end) {
             st.direct_written_at.get_or_insert_with(Instant::now);
         }
-        st.settle(&self.config.flush); // a direct append is written now
+        let moved = st.settle(&self.config.flush); // a direct append is written now
         if st.disk_full_until.take().is_some() {
             tracing::info!(dir = %self.dir.display(), "segment files are written again after the disk was full");
         }
         drop(st);
         self.queue_space.notify(usize::MAX);
-        self.progress.notify(usize::MAX);
+        if moved {
+            self.progress.notify(usize::MAX);
+        }
     }
 
     fn on_disk_full(&self) {
@@ -1248,16 +1252,18 @@ impl<B: IoBackend> LogInner<B> {
         if written > self.state.borrow().checkpointed {
             self.checkpoint.set_recovery_point(written, true).await?;
         }
-        {
+        let moved = {
             let mut st = self.state.borrow_mut();
             st.checkpointed = st.checkpointed.max(written);
             st.segment_synced = st.segment_synced.max(written);
             if st.segment_synced >= st.segment_written {
                 st.unsynced_since = None;
             }
-            st.settle(&self.config.flush);
+            st.settle(&self.config.flush) // a direct append is synced now
+        };
+        if moved {
+            self.progress.notify(usize::MAX);
         }
-        self.progress.notify(usize::MAX);
         self.flushed.notify(usize::MAX);
         self.journal.on_flushed();
         Ok(())
