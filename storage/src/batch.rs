@@ -1,6 +1,7 @@
 //! Kafka v2 record batch header parsing and validation. Only the 61-byte header is parsed;
 //! records are never decoded.
 
+use bytes::Bytes;
 
 use crate::constants::*;
 use crate::error::{Error, Result};
@@ -138,7 +139,7 @@ pub(crate) fn validate_one(buf: &[u8]) -> Result<BatchHeader> {
 
 /// Split `records` (one or more concatenated v2 batches as received on the wire) and validate each
 /// (magic 2, lengths consistent, CRC-32C over attributes..end). All-or-nothing.
-pub fn validate_batches(records: &[u8]) -> Result<Vec<BatchHeader>> {
+pub fn validate_batches(records: &Bytes) -> Result<Vec<BatchHeader>> {
     if records.is_empty() {
         return Err(Error::CorruptBatch("empty record set".into()));
     }

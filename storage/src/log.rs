@@ -267,15 +267,6 @@ impl<B: IoBackend> Log<B> {
     /// `duplicate`; gaps and old epochs are errors), assigns offsets (rewrites base offset, first
     /// 8 bytes), hands the batches to the journal, inserts them into the batch cache.
     pub async fn append(&self, records: Bytes) -> Result<AppendInfo> {
-        // Offsets are written into the batches: in place when this is the buffer's only
-        // reference, else into a copy.
-        let records = records.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..]));
-        self.append_mut(records).await
-    }
-
-    /// `append` for records the caller owns alone (a region split off a request frame): the
-    /// offsets are written in place, never copied.
-    pub async fn append_mut(&self, records: BytesMut) -> Result<AppendInfo> {
         self.inner.check_writable()?;
         let headers = validate_batches(&records)?;
         let max = self.inner.config.max_batch_bytes;
@@ -624,7 +615,7 @@ impl<B: IoBackend> LogInner<B> {
 
     /// Checks producer sequences, assigns offsets, journals and keeps the batches; synchronous,
     /// so offset order = journal order and the check cannot race another append.
-    fn enqueue(&self, mut data: BytesMut, mut headers: Vec<BatchHeader>, direct: bool) -> Result<AppendInfo> {
+    fn enqueue(&self, records: Bytes, mut headers: Vec<BatchHeader>, direct: bool) -> Result<AppendInfo> {
         let mut st = self.state.borrow_mut();
         match st.producers.check_all(&headers) {
             SeqVerdict::Append => {}
@@ -645,6 +636,7 @@ impl<B: IoBackend> LogInner<B> {
                 return Err(Error::InvalidProducerEpoch { producer_id: headers[0].producer_id, current, got })
             }
         }
+        let mut data = records.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..]));
         let base_offset = st.log_end;
         let mut next = base_offset;
         let mut pos = 0;

@@ -32,7 +32,7 @@ fn batch_validation_concatenated_all_or_nothing() {
     let mut broken = both.to_vec();
     let last = broken.len() - 1;
     broken[last] ^= 0x01;
-    assert!(matches!(validate_batches(&broken), Err(Error::CorruptBatch(_))));
+    assert!(matches!(validate_batches(&broken.into()), Err(Error::CorruptBatch(_))));
 }
 
 #[test]
@@ -50,9 +50,9 @@ fn batch_validation_rejects_malformed() {
     for (at, value) in [(16usize, 1u8), (21, 0xff), (30, 0x42)] {
         let mut bad = good.to_vec();
         bad[at] = value;
-        assert!(validate_batches(&bad).is_err(), "byte {at}");
+        assert!(validate_batches(&bad.into()).is_err(), "byte {at}");
     }
     let mut bad = good.to_vec();
     bad[8..12].copy_from_slice(&48i32.to_be_bytes());
-    assert!(validate_batches(&bad).is_err());
+    assert!(validate_batches(&bad.into()).is_err());
 }

@@ -442,8 +442,7 @@ impl GroupService {
             };
             let records = std::mem::take(&mut write.records);
             let batch = rec::encode_batch(&records, now_ms());
-            let records = batch.try_into_mut().unwrap_or_else(|shared| bytes::BytesMut::from(&shared[..]));
-            let part = ProducePart { topic: StrBytes::from_static_str(OFFSETS_TOPIC), partition: write.partition, records };
+            let part = ProducePart { topic: StrBytes::from_static_str(OFFSETS_TOPIC), partition: write.partition, records: batch };
             // acks=-1 on a flush.ms=0 log: the wait resolves once the batch is synced.
             let durable = shard.partitions.produce_append(-1, vec![part]).await;
             let shard2 = shard.clone();

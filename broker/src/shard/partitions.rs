@@ -5,7 +5,7 @@ use crate::kafka::errors::*;
 use crate::partition_dirs;
 use crate::router::shard_for;
 use crate::topics::partition_dir;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::future::{join_all, select, Either, LocalBoxFuture};
 use futures::FutureExt;
 use kafka_protocol::protocol::StrBytes;
@@ -45,8 +45,7 @@ pub enum PartitionReply {
 pub struct ProducePart {
     pub topic: StrBytes,
     pub partition: i32,
-    /// Owned alone (split off the request frame): storage writes the offsets in place.
-    pub records: BytesMut,
+    pub records: Bytes,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -306,7 +305,7 @@ impl PartitionService {
         // The log checks idempotent producers' sequences in the same step as it assigns
         // offsets: a retry is answered with the original's offsets, never appended twice.
         let bytes = part.records.len() as u64;
-        match partition.log.append_mut(part.records).await {
+        match partition.log.append(part.records).await {
             Ok(info) => {
                 if !info.duplicate {
                     crate::metrics::produced(&part.topic, part.partition, bytes, (info.last_offset - info.base_offset + 1) as u64);

@@ -10,7 +10,7 @@ use super::{encode, handler, Api, ApiError, Reply, Request};
 use crate::kafka::errors::*;
 use crate::router::{shard_for, ShardRequest, ShardResponse};
 use crate::shard::partitions::{PartitionReply, PartitionRequest, ProducePart, ProduceResult};
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 use futures::future::{join_all, LocalBoxFuture};
 use futures::FutureExt;
 use kafka_protocol::messages::produce_response::{BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse};
@@ -51,10 +51,10 @@ const RECORD_ERRORS_IN_MESSAGE_MAX: usize = 3;
 
 /// Records without a key, refused on a compacted topic (Kafka's LogValidator); None if every
 /// record has one. Uncompressed batches are read in place; compressed ones are decompressed.
-fn keyless_refusal(topic: &str, partition: i32, records: &[u8]) -> Option<Slot> {
+fn keyless_refusal(topic: &str, partition: i32, records: &Bytes) -> Option<Slot> {
     let keyless = match storage::compaction::keyless_records(records) {
         Some(keyless) => keyless,
-        None => match kafka_protocol::records::RecordBatchDecoder::decode(&mut Bytes::copy_from_slice(records)) {
+        None => match kafka_protocol::records::RecordBatchDecoder::decode(&mut records.clone()) {
             Ok(set) => set.records.iter().enumerate().filter(|(_, r)| r.key.is_none()).map(|(i, _)| i).collect(),
             Err(_) => return Some(failed(CORRUPT_MESSAGE)),
         },
@@ -79,68 +79,7 @@ fn failed(error: i16) -> Slot {
 }
 
 /// One partition's index and records, moved out of the request.
-type IncomingPartition = (i32, Option<BytesMut>);
-
-/// Where a partition's records are, between decoding the request and splitting its frame.
-enum Region {
-    /// At [start, start + len) of the frame.
-    InFrame(usize, usize),
-    /// Not a slice of the frame (not expected from the decoder): copied.
-    Owned(BytesMut),
-}
-
-fn region_of(frame: &Bytes, records: Bytes) -> Region {
-    let start = (records.as_ptr() as usize).wrapping_sub(frame.as_ptr() as usize);
-    if start <= frame.len() && records.len() <= frame.len() - start {
-        Region::InFrame(start, records.len())
-    } else {
-        Region::Owned(BytesMut::from(&records[..]))
-    }
-}
-
-/// Splits each partition's records off the frame as a buffer of its own, so that the owner
-/// shard writes the assigned offsets into it in place: a batch slice of a shared frame would
-/// be copied whole by storage for that (every batch of a multi-partition request). Falls back
-/// to copies if the frame is still shared or the regions are not in frame order.
-fn split_regions(frame: Bytes, regions: Vec<Region>) -> Vec<BytesMut> {
-    let mut ends = regions.iter().filter_map(|r| match r {
-        Region::InFrame(start, len) => Some((*start, start + len)),
-        Region::Owned(_) => None,
-    });
-    let mut at = 0usize;
-    let in_order = ends.all(|(start, end)| {
-        let ok = start >= at;
-        at = end;
-        ok
-    });
-    let mut frame = match frame.try_into_mut() {
-        Ok(buf) if in_order => buf,
-        Ok(buf) => return copies(&buf, regions),
-        Err(shared) => return copies(&shared, regions),
-    };
-    let mut at = 0usize;
-    regions
-        .into_iter()
-        .map(|r| match r {
-            Region::InFrame(start, len) => {
-                frame.advance(start - at);
-                at = start + len;
-                frame.split_to(len)
-            }
-            Region::Owned(b) => b,
-        })
-        .collect()
-}
-
-fn copies(frame: &[u8], regions: Vec<Region>) -> Vec<BytesMut> {
-    regions
-        .into_iter()
-        .map(|r| match r {
-            Region::InFrame(start, len) => BytesMut::from(&frame[start..start + len]),
-            Region::Owned(b) => b,
-        })
-        .collect()
-}
+type IncomingPartition = (i32, Option<Bytes>);
 
 /// The request taken apart: owned topic names, and each partition's records moved out.
 struct Incoming {
@@ -149,44 +88,28 @@ struct Incoming {
     topics: Vec<(TopicName, Vec<IncomingPartition>)>,
 }
 
-/// Decodes the request, drops every other reference to the frame (header strings, topic names,
-/// the request struct), then splits each partition's records off the frame (`split_regions`):
-/// storage writes base offsets in place, with no copy of the batches.
+/// Decodes the request and drops every other reference to the frame (header strings, topic
+/// names, the request struct): when a batch's slice is then the frame's only user, storage
+/// rewrites its base offset in place instead of copying it (librdkafka sends one partition per
+/// request, so that is the common case).
 fn take_apart(req: Request) -> Result<(Rc<Shard>, i16, Incoming), ApiError> {
-    let Request { shard, registry, version, header, body: frame, .. } = req;
+    let Request { shard, registry, version, header, body: mut frame, .. } = req;
     drop((registry, header));
-    Ok((shard, version, decode_incoming(frame, version)?))
-}
-
-fn decode_incoming(frame: Bytes, version: i16) -> Result<Incoming, ApiError> {
-    // The rest of the request struct (its strings are slices of the frame) is dropped here.
-    let (acks, transactional, topic_data) = {
-        let body = ProduceRequest::decode(&mut frame.clone(), version).map_err(|e| ApiError::Decode(e.to_string()))?;
-        (body.acks, body.transactional_id.is_some(), body.topic_data)
+    let body = ProduceRequest::decode(&mut frame, version).map_err(|e| ApiError::Decode(e.to_string()))?;
+    drop(frame);
+    let incoming = Incoming {
+        acks: body.acks,
+        transactional: body.transactional_id.is_some(),
+        topics: body
+            .topic_data
+            .into_iter()
+            .map(|t| {
+                let name = TopicName(StrBytes::from_string(t.name.0.to_string()));
+                (name, t.partition_data.into_iter().map(|p| (p.index, p.records)).collect())
+            })
+            .collect(),
     };
-    let mut regions = Vec::new();
-    let layout: Vec<(TopicName, Vec<(i32, bool)>)> = topic_data
-        .into_iter()
-        .map(|t| {
-            let name = TopicName(StrBytes::from_string(t.name.0.to_string()));
-            let parts = t
-                .partition_data
-                .into_iter()
-                .map(|p| {
-                    let present = p.records.is_some();
-                    regions.extend(p.records.map(|r| region_of(&frame, r)));
-                    (p.index, present)
-                })
-                .collect();
-            (name, parts)
-        })
-        .collect();
-    let mut records = split_regions(frame, regions).into_iter();
-    let topics = layout
-        .into_iter()
-        .map(|(name, parts)| (name, parts.into_iter().map(|(index, present)| (index, if present { records.next() } else { None })).collect()))
-        .collect();
-    Ok(Incoming { acks, transactional, topics })
+    Ok((shard, version, incoming))
 }
 
 async fn handle(req: Request) -> Result<Reply, ApiError> {
@@ -320,70 +243,4 @@ fn build_response(names: Vec<TopicName>, slots: Vec<(usize, i32, Slot)>, answers
     let mut resp = ProduceResponse::default();
     resp.responses = topics;
     resp
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-    use kafka_protocol::protocol::Encodable;
-
-    fn request_frame(version: i16) -> (Bytes, Vec<Option<Bytes>>) {
-        let records = vec![Some(Bytes::from(vec![1u8; 300])), None, Some(Bytes::from(vec![2u8; 5000]))];
-        let mut t = TopicProduceData::default();
-        t.name = TopicName(StrBytes::from_static_str("orders"));
-        t.partition_data = records
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                let mut p = PartitionProduceData::default();
-                p.index = i as i32;
-                p.records = r.clone();
-                p
-            })
-            .collect();
-        let mut req = ProduceRequest::default();
-        req.acks = 1;
-        req.timeout_ms = 1000;
-        req.topic_data = vec![t];
-        let mut buf = BytesMut::new();
-        req.encode(&mut buf, version).unwrap();
-        (Bytes::from(buf.to_vec()), records)
-    }
-
-    fn records_of(incoming: Incoming) -> Vec<Option<BytesMut>> {
-        incoming.topics.into_iter().flat_map(|(_, parts)| parts.into_iter().map(|(_, r)| r)).collect()
-    }
-
-    /// Each partition's records are split off the frame itself (no copy: they point into it),
-    /// so storage can write offsets in place; partitions without records stay None.
-    #[test]
-    fn produce_records_are_split_off_the_frame_without_copies() {
-        for version in [3, 9] {
-            let (frame, expected) = request_frame(version);
-            let range = frame.as_ptr() as usize..frame.as_ptr() as usize + frame.len();
-            let got = records_of(decode_incoming(frame, version).unwrap());
-            assert_eq!(got.len(), expected.len());
-            for (g, e) in got.iter().zip(&expected) {
-                assert_eq!(g.as_deref(), e.as_deref(), "v{version}");
-                if let Some(g) = g {
-                    assert!(range.contains(&(g.as_ptr() as usize)), "v{version}: records were copied");
-                }
-            }
-        }
-    }
-
-    /// A frame someone else still references is not split (it cannot be written to): the
-    /// records are copied, with the same contents.
-    #[test]
-    fn produce_records_of_a_shared_frame_are_copied() {
-        let (frame, expected) = request_frame(9);
-        let keep = frame.clone();
-        let got = records_of(decode_incoming(frame, 9).unwrap());
-        let range = keep.as_ptr() as usize..keep.as_ptr() as usize + keep.len();
-        for (g, e) in got.iter().zip(&expected) {
-            assert_eq!(g.as_deref(), e.as_deref());
-            assert!(g.as_ref().is_none_or(|g| !range.contains(&(g.as_ptr() as usize))));
-        }
-    }
 }
