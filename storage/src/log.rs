@@ -574,6 +574,22 @@ impl<F: IoFile> LogState<F> {
     fn direct_unwritten(&self) -> bool {
         self.direct.back().is_some_and(|&(_, end)| end > self.segment_written)
     }
+
+    /// A direct append below `end` waits for its segment write.
+    fn direct_unwritten_below(&self, end: i64) -> bool {
+        self.direct.iter().any(|&(base, range_end)| base < end && range_end > self.segment_written)
+    }
+
+    /// A waiter found the disk full: the first time it makes the flusher's retry due now; if a
+    /// retry has failed since (`retried_after` holds the failure count it saw), DiskFull.
+    fn retry_full_disk_once(&mut self, retried_after: &mut Option<u64>) -> Result<()> {
+        if retried_after.is_some_and(|n| self.disk_full_failures > n) {
+            return Err(Error::DiskFull);
+        }
+        *retried_after = Some(self.disk_full_failures);
+        self.disk_full_until = Some(Instant::now()); // due now
+        Ok(())
+    }
 }
 
 impl<B: IoBackend> LogInner<B> {
@@ -763,12 +779,8 @@ impl<B: IoBackend> LogInner<B> {
                 // A direct append below `end_offset` the segment files could not take for want
                 // of space: the journal does not hold it, so nothing acknowledges it until the
                 // disk has space. One retry at once (as `wait_segments`), then DiskFull.
-                if st.disk_full_until.is_some() && st.direct.iter().any(|&(base, end)| base < end_offset && end > st.segment_written) {
-                    if retried_after.is_some_and(|n| st.disk_full_failures > n) {
-                        return Err(Error::DiskFull);
-                    }
-                    retried_after = Some(st.disk_full_failures);
-                    st.disk_full_until = Some(Instant::now()); // due now
+                if st.disk_full_until.is_some() && st.direct_unwritten_below(end_offset) {
+                    st.retry_full_disk_once(&mut retried_after)?;
                     true
                 } else {
                     if let Some(p) = &st.poisoned {
@@ -810,11 +822,7 @@ impl<B: IoBackend> LogInner<B> {
                     return Err(Error::Closed);
                 }
                 if st.disk_full_until.is_some() {
-                    if retried_after.is_some_and(|n| st.disk_full_failures > n) {
-                        return Err(Error::DiskFull);
-                    }
-                    retried_after = Some(st.disk_full_failures);
-                    st.disk_full_until = Some(Instant::now()); // due now
+                    st.retry_full_disk_once(&mut retried_after)?;
                 }
                 st.flush_requested = st.flush_requested.max(end_offset);
             }
