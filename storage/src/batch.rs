@@ -161,3 +161,8 @@ pub fn validate_batches(records: &Bytes) -> Result<Vec<BatchHeader>> {
 pub(crate) fn set_base_offset(batch: &mut [u8], base_offset: i64) {
     batch[..8].copy_from_slice(&base_offset.to_be_bytes());
 }
+
+/// Stamps the partition leader epoch (bytes 12..16; outside the CRC, like the base offset).
+pub(crate) fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
+    batch[12..16].copy_from_slice(&epoch.to_be_bytes());
+}

@@ -27,6 +27,14 @@ pub enum Error {
     /// The log was closed.
     #[error("log closed")]
     Closed,
+    /// The log is being truncated (a follower's `truncate_to`): appends wait for the caller to
+    /// retry -> NOT_LEADER_OR_FOLLOWER (6), retriable.
+    #[error("log is being truncated")]
+    Truncating,
+    /// A follower's batches (`append_at`) do not start at the log end -> UNKNOWN_SERVER_ERROR
+    /// (-1): the replica fetcher must truncate or refetch, never skip or overlap offsets.
+    #[error("batches start at offset {got}, the log ends at {expected}")]
+    OffsetMismatch { expected: i64, got: i64 },
     /// Data on disk that was synced (below the recovery point, or in a sealed segment) is
     /// damaged: the log refuses to open rather than drop it -> KAFKA_STORAGE_ERROR (56).
     #[error("corrupt log data in {} at position {position}: {reason}; recovery does not delete synced data: move the damaged segment aside or restore it from a copy, then restart", path.display())]

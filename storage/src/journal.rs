@@ -17,17 +17,20 @@
 //! (backpressure, asking the logs that hold the oldest file to flush), or fails at once with
 //! `DiskFull` when those logs cannot flush for want of disk space.
 //!
-//! Entry (big endian): magic u32, kind u8 + 3 reserved bytes, file sequence u64, payload length
+//! Entry (big endian): magic u32, kind u8, log generation u24, file sequence u64, payload length
 //! u32, CRC-32C u32 (of every other header byte and the payload), topic id u128, partition i32,
 //! payload (one record batch as stored, base offset set). A `Direct` entry (payload: base and
 //! end offset) says a log wrote the batches at [base, end) straight to its segment files instead:
-//! replay knows that gap in the log's entries is not lost journal data. A `Switch` entry closes a file when
+//! replay knows that gap in the log's entries is not lost journal data. The generation is the
+//! log's count of truncations (`Log::truncate_to`, in its checkpoint file): replay skips entries
+//! of another generation, which hold batches from before the last truncation (older binaries
+//! wrote 0 there, a log's generation before its first truncation). A `Switch` entry closes a file when
 //! the writer moves to the next one. Each activation of a ring file takes a new sequence
 //! number, larger than any before; recovery reads files in sequence order and stops each at its
 //! first invalid or stale entry.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
@@ -36,6 +39,7 @@ use bytes::Bytes;
 use event_listener::Event;
 use futures::future::select;
 
+use crate::checkpoint::GENERATION_MASK;
 use crate::constants::*;
 use crate::error::{Error, Result};
 use crate::io::{align_down, align_up, IoBackend, IoBuf, IoFile};
@@ -151,12 +155,14 @@ struct Slot<F> {
 
 /// A reserved place in the ring and what goes there.
 enum Pending {
-    Batch { log: LogId, key: JournalKey, kind: u8, data: Bytes, end_offset: i64, slot: usize, pos: u64 },
+    Batch { log: LogId, key: JournalKey, kind: u8, generation: u32, data: Bytes, end_offset: i64, slot: usize, pos: u64 },
     Switch { slot: usize, pos: u64 },
 }
 
 struct Client {
     weak: Weak<dyn JournalClient>,
+    /// Stamped in the log's entries.
+    generation: u32,
 }
 
 struct JState<F> {
@@ -218,6 +224,8 @@ impl<B: IoBackend> Clone for Journal<B> {
 pub struct JournalEntry {
     pub key: JournalKey,
     pub seq: u64,
+    /// The log's generation when it wrote the entry (`Checkpoint::generation`).
+    pub generation: u32,
     pub record: JournalRecord,
 }
 
@@ -244,10 +252,11 @@ fn slot_path(dir: &Path, slot: usize) -> PathBuf {
     dir.join(format!("{slot:04}.jnl"))
 }
 
-fn encode_header(out: &mut [u8], kind: u8, seq: u64, key: JournalKey, payload: &[u8]) {
+fn encode_header(out: &mut [u8], kind: u8, generation: u32, seq: u64, key: JournalKey, payload: &[u8]) {
+    debug_assert_eq!(generation & !GENERATION_MASK, 0);
     out[0..4].copy_from_slice(&MAGIC.to_be_bytes());
     out[4] = kind;
-    out[5..8].fill(0);
+    out[5..8].copy_from_slice(&generation.to_be_bytes()[1..4]);
     out[8..16].copy_from_slice(&seq.to_be_bytes());
     out[16..20].copy_from_slice(&(payload.len() as u32).to_be_bytes());
     out[24..40].copy_from_slice(&key.topic_id.to_be_bytes());
@@ -262,13 +271,14 @@ fn entry_crc(header: &[u8], payload: &[u8]) -> u32 {
     crc32c::crc32c_append(crc, payload)
 }
 
-/// A parsed entry at the start of `buf`: (kind, seq, key, payload), or None if invalid.
-fn decode_entry(buf: &[u8]) -> Option<(u8, u64, JournalKey, &[u8])> {
+/// A parsed entry at the start of `buf`: its header fields and payload, or None if invalid.
+fn decode_entry(buf: &[u8]) -> Option<Decoded<'_>> {
     let h = buf.get(..ENTRY_HEADER_BYTES)?;
     if u32::from_be_bytes(h[0..4].try_into().ok()?) != MAGIC {
         return None;
     }
     let kind = h[4];
+    let generation = u32::from_be_bytes([0, h[5], h[6], h[7]]);
     let seq = u64::from_be_bytes(h[8..16].try_into().ok()?);
     let len = u32::from_be_bytes(h[16..20].try_into().ok()?) as usize;
     let crc = u32::from_be_bytes(h[20..24].try_into().ok()?);
@@ -280,7 +290,17 @@ fn decode_entry(buf: &[u8]) -> Option<(u8, u64, JournalKey, &[u8])> {
         topic_id: u128::from_be_bytes(h[24..40].try_into().ok()?),
         partition: i32::from_be_bytes(h[40..44].try_into().ok()?),
     };
-    Some((kind, seq, key, payload))
+    Some(Decoded { kind, generation, seq, key, payload })
+}
+
+/// Header fields and payload of a valid entry.
+#[derive(Debug, PartialEq, Eq)]
+struct Decoded<'a> {
+    kind: u8,
+    generation: u32,
+    seq: u64,
+    key: JournalKey,
+    payload: &'a [u8],
 }
 
 fn entry_bytes(payload_len: usize) -> u64 {
@@ -305,7 +325,7 @@ pub async fn read_journal<B: IoBackend>(backend: &B, dir: &Path) -> Result<Journ
         let file = backend.open(&path, false).await?;
         let size = file.size().await?;
         let data = read_valid_prefix(&file, size).await?;
-        let first_seq = decode_entry(&data).map(|(_, seq, _, _)| seq);
+        let first_seq = decode_entry(&data).map(|d| d.seq);
         match first_seq {
             Some(seq) => contents.max_seq = contents.max_seq.max(seq),
             // Zero-filled and never written, or damaged at its very start: only the first is
@@ -340,7 +360,7 @@ async fn read_valid_prefix<F: IoFile>(file: &F, size: u64) -> Result<Bytes> {
     let mut data: Vec<u8> = Vec::new();
     let mut pos = 0usize; // start of the next entry
     loop {
-        while let Some((_, _, _, payload)) = decode_entry(&data[pos..]) {
+        while let Some(Decoded { payload, .. }) = decode_entry(&data[pos..]) {
             pos += ENTRY_HEADER_BYTES + payload.len();
         }
         let need = match decode_header_len(&data[pos..]) {
@@ -375,7 +395,7 @@ fn decode_header_len(buf: &[u8]) -> Option<usize> {
 /// where its valid part ends.
 fn read_file(data: &Bytes, seq: u64, out: &mut Vec<JournalEntry>) -> (bool, u64) {
     let mut pos = 0usize;
-    while let Some((kind, s, key, payload)) = decode_entry(&data[pos..]) {
+    while let Some(Decoded { kind, generation, seq: s, key, payload }) = decode_entry(&data[pos..]) {
         if s != seq {
             break; // stale: left by an earlier activation of this ring file
         }
@@ -390,7 +410,7 @@ fn read_file(data: &Bytes, seq: u64, out: &mut Vec<JournalEntry>) -> (bool, u64)
             },
             _ => JournalRecord::Batch(data.slice(start..start + payload.len())),
         };
-        out.push(JournalEntry { key, seq, record });
+        out.push(JournalEntry { key, seq, generation, record });
         pos = start + payload.len();
     }
     (false, pos as u64)
@@ -435,7 +455,7 @@ impl<B: IoBackend> Journal<B> {
             queue: Vec::new(),
             queue_bytes: 0,
             clients: HashMap::new(),
-            next_log: 0,
+            next_log: 1, // 0 is no log (`Log` before it registers)
             wr_slot: 0,
             wr_pos: 0,
             tail: Vec::new(),
@@ -519,11 +539,14 @@ impl<B: IoBackend> Journal<B> {
         self.inner.bytes_written.get()
     }
 
-    pub(crate) fn register(&self, client: Weak<dyn JournalClient>) -> LogId {
+    /// A log writes through this journal from now on; its entries carry `generation`. A log
+    /// registers again (a new id) after a truncation: its entries from before no longer hold
+    /// files back, and their progress no longer reaches it.
+    pub(crate) fn register(&self, client: Weak<dyn JournalClient>, generation: u32) -> LogId {
         let mut st = self.inner.st.borrow_mut();
         let id = st.next_log;
         st.next_log += 1;
-        st.clients.insert(id, Client { weak: client });
+        st.clients.insert(id, Client { weak: client, generation: generation & GENERATION_MASK });
         id
     }
 
@@ -592,7 +615,8 @@ impl<B: IoBackend> Journal<B> {
         st.res_pos += size;
         st.slots[slot].refs.insert(log, end_offset);
         st.queue_bytes += size as usize;
-        st.queue.push(Pending::Batch { log, key, kind, data, end_offset, slot, pos });
+        let generation = st.clients.get(&log).map_or(0, |c| c.generation);
+        st.queue.push(Pending::Batch { log, key, kind, generation, data, end_offset, slot, pos });
         let wake = was_idle || (st.queue_bytes >= inner.config.round_bytes && st.queue_bytes - (size as usize) < inner.config.round_bytes);
         drop(st);
         // No call into any log from here: the caller holds its log's state. The writer is only
@@ -899,10 +923,10 @@ async fn round<B: IoBackend>(inner: &Rc<JournalInner<B>>, work: Vec<Pending>) ->
             debug_assert_eq!(current.start + current.bytes.len() as u64, pos, "entries are written where they were reserved");
             let seq = st.slots[slot].seq;
             match item {
-                Pending::Batch { log, key, kind, data, end_offset, .. } => {
+                Pending::Batch { log, key, kind, generation, data, end_offset, .. } => {
                     let at = current.bytes.len();
                     current.bytes.resize(at + ENTRY_HEADER_BYTES, 0);
-                    encode_header(&mut current.bytes[at..], kind, seq, key, &data);
+                    encode_header(&mut current.bytes[at..], kind, generation, seq, key, &data);
                     current.bytes.extend_from_slice(&data);
                     let e = progress.entry(log).or_insert(end_offset);
                     *e = (*e).max(end_offset);
@@ -911,7 +935,7 @@ async fn round<B: IoBackend>(inner: &Rc<JournalInner<B>>, work: Vec<Pending>) ->
                     closed.push(slot);
                     let at = current.bytes.len();
                     current.bytes.resize(at + ENTRY_HEADER_BYTES, 0);
-                    encode_header(&mut current.bytes[at..], KIND_SWITCH, seq, JournalKey { topic_id: 0, partition: -1 }, &[]);
+                    encode_header(&mut current.bytes[at..], KIND_SWITCH, 0, seq, JournalKey { topic_id: 0, partition: -1 }, &[]);
                 }
             }
         }
@@ -983,15 +1007,6 @@ fn notify<B: IoBackend>(inner: &JournalInner<B>, progress: &HashMap<LogId, i64>,
     }
 }
 
-/// The entries of `contents` for each key, in order (replay groups them by log).
-pub fn group_by_key(contents: JournalContents) -> HashMap<JournalKey, VecDeque<JournalRecord>> {
-    let mut out: HashMap<JournalKey, VecDeque<JournalRecord>> = HashMap::new();
-    for e in contents.entries {
-        out.entry(e.key).or_default().push_back(e.record);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1008,10 +1023,10 @@ mod tests {
         let key = JournalKey { topic_id: 7 << 64 | 3, partition: 5 };
         let payload = b"a record batch".to_vec();
         let mut buf = vec![0u8; ENTRY_HEADER_BYTES];
-        encode_header(&mut buf, KIND_BATCH, 42, key, &payload);
+        encode_header(&mut buf, KIND_BATCH, 0x00ab_cdef, 42, key, &payload);
         buf.extend_from_slice(&payload);
-        let (kind, seq, k, p) = decode_entry(&buf).unwrap();
-        assert_eq!((kind, seq, k, p), (KIND_BATCH, 42, key, &payload[..]));
+        let decoded = decode_entry(&buf).unwrap();
+        assert_eq!(decoded, Decoded { kind: KIND_BATCH, generation: 0x00ab_cdef, seq: 42, key, payload: &payload[..] });
         for i in 0..buf.len() {
             let mut bad = buf.clone();
             bad[i] ^= 0x04;

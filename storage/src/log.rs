@@ -19,7 +19,7 @@ use event_listener::{Event, EventListener};
 use futures::future::select;
 use glommio::task::JoinHandle;
 
-use crate::batch::{set_base_offset, validate_batches, BatchHeader};
+use crate::batch::{set_base_offset, set_partition_leader_epoch, validate_batches, BatchHeader};
 use crate::batch_cache::BatchCache;
 use crate::checkpoint::CheckpointFile;
 use crate::compaction::{CompactionConfig, CompactionOutcome};
@@ -27,7 +27,8 @@ use crate::config::{Durability, FlushPolicy, LogConfig};
 use crate::constants::*;
 use crate::error::{Error, Result};
 use crate::io::{IoBackend, IoFile};
-use crate::journal::{read_journal, Journal, JournalClient, JournalConfig, JournalKey, JournalRecord, DIRECT_PAYLOAD_BYTES};
+use crate::leader_epoch::{self, EpochEntry, LeaderEpochCache};
+use crate::journal::{read_journal, Journal, JournalClient, JournalConfig, JournalEntry, JournalKey, JournalRecord, DIRECT_PAYLOAD_BYTES};
 use crate::producer_snapshot;
 use crate::producer_state::{ProducerState, SeqVerdict};
 use crate::recovery::{create_segment, now_ms, persist_index, recover, remove_segment_files};
@@ -36,7 +37,9 @@ use crate::segment_appender::SegmentAppender;
 use crate::segment_reader::{read_batches, BatchScanner, ReadStart, ScanItem};
 
 mod compact;
+mod truncate;
 use compact::dirty_ratio;
+use truncate::{truncate_files, TruncateJob};
 
 /// Result of an append: offsets assigned to the appended batches, or (`duplicate`) the offsets
 /// an idempotent producer's earlier copy of them already has.
@@ -111,8 +114,19 @@ struct LogState<F: IoFile> {
     poisoned: Option<String>,
     closing: bool,
     writer_done: bool,
+    /// `truncate_to` runs: appends fail with `Error::Truncating`.
+    truncating: bool,
+    /// A truncation for the flusher to run, and its outcome.
+    truncate: Option<TruncateJob>,
     /// Idempotent producers' windows; checked and updated in the same step as offsets.
     producers: ProducerState,
+    /// Leader epoch -> start offset of the batches here; `epochs_version` counts its changes,
+    /// `epochs_stored` is the version the file holds.
+    epochs: LeaderEpochCache,
+    epochs_version: u64,
+    epochs_stored: u64,
+    /// This replica leads the partition in this epoch: `append` stamps it in every batch.
+    leader_epoch: Option<i32>,
     /// Synced data was found damaged by a read (file, position, reason): every read and write
     /// fails from then on, as if recovery had refused the log.
     corrupt: Option<(PathBuf, u64, String)>,
@@ -148,6 +162,9 @@ struct LogInner<B: IoBackend> {
     maintenance: futures::lock::Mutex<()>,
     /// A compaction pass is running (one at a time per log).
     compacting: Cell<bool>,
+    /// Bumped when a truncation starts and when it ends: a read that fails while it ran raced
+    /// the files shrinking, which is no damage (`read_failed`).
+    truncations: Cell<u64>,
 }
 
 /// A per-partition append-only log.
@@ -171,23 +188,23 @@ impl<B: IoBackend> Log<B> {
         let contents = read_journal(&backend, &journal_dir).await?;
         let journal = Journal::open(backend.clone(), journal_dir, JournalConfig::for_batches(PRIVATE_JOURNAL_BYTES, config.max_batch_bytes));
         let key = JournalKey { topic_id: 0, partition: 0 };
-        let replay: Vec<JournalRecord> = contents.entries.into_iter().map(|e| e.record).collect();
-        let log = Self::open_inner(backend, dir, config, journal.clone(), key, replay, true).await?;
+        let log = Self::open_inner(backend, dir, config, journal.clone(), key, contents.entries, true).await?;
         journal.begin(contents.max_seq).await?;
         Ok(log)
     }
 
     /// Opens the log in `dir`, writing through `journal` (the shard's) under `key`. `replay`
-    /// are this log's batches read from the journal before it restarted (`read_journal`), in
-    /// order: those past the segment files are appended and written to the segment files
-    /// before this returns, so the journal may start over once every log is open.
+    /// are this log's entries read from the journal before it restarted (`read_journal`), in
+    /// order: those of its current generation past the segment files are appended and written
+    /// to the segment files before this returns, so the journal may start over once every log
+    /// is open.
     pub async fn open_with_journal(
         backend: B,
         dir: PathBuf,
         config: LogConfig,
         journal: Journal<B>,
         key: JournalKey,
-        replay: Vec<JournalRecord>,
+        replay: Vec<JournalEntry>,
     ) -> Result<Log<B>> {
         Self::open_inner(backend, dir, config, journal, key, replay, false).await
     }
@@ -198,10 +215,23 @@ impl<B: IoBackend> Log<B> {
         config: LogConfig,
         journal: Journal<B>,
         key: JournalKey,
-        replay: Vec<JournalRecord>,
+        replay: Vec<JournalEntry>,
         private_journal: bool,
     ) -> Result<Log<B>> {
-        let recovered = recover(&backend, &dir, &config).await?;
+        let mut recovered = recover(&backend, &dir, &config).await?;
+        let recorded = recovered.checkpoint.get();
+        if let Some(offset) = recorded.truncating_to {
+            // A truncation was interrupted: nothing was appended since it started, so whatever
+            // the segment files hold above `offset` is what it was cutting.
+            tracing::info!(dir = %dir.display(), offset, log_end = recovered.log_end, "finishing an interrupted truncation");
+            let truncated = truncate_files(&backend, &dir, &config, recovered.segments, offset, recovered.cleaned_to.is_some()).await?;
+            recovered.checkpoint.end_truncation(truncated.end).await?;
+            (recovered.segments, recovered.appender, recovered.log_end) = (truncated.segments, truncated.appender, truncated.end);
+            recovered.producers.truncate_to(truncated.end);
+        }
+        let epochs = open_epochs(&backend, &dir, &recovered).await?;
+        let generation = recorded.generation;
+        let replay: Vec<JournalRecord> = replay.into_iter().filter(|e| e.generation == generation).map(|e| e.record).collect();
         let log_end = recovered.log_end;
         tracing::debug!(dir = %dir.display(), log_start = recovered.log_start, log_end, replay = replay.len(), "log opened");
         let state = LogState {
@@ -227,7 +257,13 @@ impl<B: IoBackend> Log<B> {
             poisoned: None,
             closing: false,
             writer_done: false,
+            truncating: false,
+            truncate: None,
             producers: recovered.producers,
+            epochs,
+            epochs_version: 0,
+            epochs_stored: 0,
+            leader_epoch: None,
             corrupt: None,
             checkpointed: recovered.checkpoint.get().recovery_point,
             cleaned_to: recovered.cleaned_to,
@@ -249,10 +285,9 @@ impl<B: IoBackend> Log<B> {
             flushed: Event::new(),
             maintenance: futures::lock::Mutex::new(()),
             compacting: Cell::new(false),
+            truncations: Cell::new(0),
         });
-        let weak: Weak<LogInner<B>> = Rc::downgrade(&inner);
-        let client: Weak<dyn JournalClient> = weak;
-        inner.journal_id.set(inner.journal.register(client));
+        inner.register_with_journal(generation);
         let task = glommio::spawn_local(writer_loop(inner.clone(), recovered.appender)).detach();
         let log = Log { inner, writer: RefCell::new(Some(task)) };
         if !replay.is_empty() {
@@ -267,8 +302,26 @@ impl<B: IoBackend> Log<B> {
     /// `duplicate`; gaps and old epochs are errors), assigns offsets (rewrites base offset, first
     /// 8 bytes), hands the batches to the journal, inserts them into the batch cache.
     pub async fn append(&self, records: Bytes) -> Result<AppendInfo> {
+        let (headers, direct) = self.prepare(&records).await?;
+        // No await from here on: the sequence check and the offset assignment are one step, so
+        // two copies of a batch (a retry on another connection) cannot both be appended.
+        self.inner.enqueue(records, headers, direct)
+    }
+
+    /// A follower's append: the batches keep the offsets (and partition leader epochs) the
+    /// leader gave them and must start at the log end and follow each other
+    /// (`Error::OffsetMismatch` otherwise: the fetcher truncates or refetches). Producer
+    /// windows are updated, not checked (the leader checked them), so this replica can take
+    /// over as leader with them. Durability and acks as for `append`.
+    pub async fn append_at(&self, records: Bytes) -> Result<AppendInfo> {
+        let (headers, direct) = self.prepare(&records).await?;
+        self.inner.enqueue_at(records, headers, direct)
+    }
+
+    /// Validates `records` and waits for room (backpressure); says whether they go direct.
+    async fn prepare(&self, records: &Bytes) -> Result<(Vec<BatchHeader>, bool)> {
         self.inner.check_writable()?;
-        let headers = validate_batches(&records)?;
+        let headers = validate_batches(records)?;
         let max = self.inner.config.max_batch_bytes;
         if let Some(h) = headers.iter().find(|h| h.total_size() > max) {
             return Err(Error::BatchTooLarge { size: h.total_size(), max });
@@ -277,10 +330,33 @@ impl<B: IoBackend> Log<B> {
         // entry only); either way is correct, so a change of state meanwhile does not matter.
         let direct = self.inner.goes_direct(records.len());
         self.inner.wait_space(records.len(), direct).await?;
-        // No await from here on: the sequence check and the offset assignment are one step, so
-        // two copies of a batch (a retry on another connection) cannot both be appended.
         self.inner.check_writable()?;
-        self.inner.enqueue(records, headers, direct)
+        Ok((headers, direct))
+    }
+
+    /// This replica leads the partition in `epoch` from now on: the epoch starts at the log end
+    /// (so OffsetsForLeaderEpoch answers for it before anything is appended) and `append`
+    /// stamps it in every batch, as a Kafka leader does. Without it batches keep the epoch
+    /// their producer sent (-1 from clients: no epoch).
+    pub fn set_leader_epoch(&self, epoch: i32) {
+        let mut st = self.inner.state.borrow_mut();
+        st.leader_epoch = Some(epoch);
+        let end = st.log_end;
+        if st.epochs.assign(epoch, end) {
+            st.epochs_version += 1;
+        }
+    }
+
+    /// The leader epochs of this log's batches and where each starts.
+    pub fn leader_epochs(&self) -> Vec<EpochEntry> {
+        self.inner.state.borrow().epochs.entries().to_vec()
+    }
+
+    /// OffsetsForLeaderEpoch: the largest epoch at or below `epoch` and its end offset (the next
+    /// epoch's start, or the log end); (-1, -1) if the log has no epoch that old.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        let st = self.inner.state.borrow();
+        st.epochs.end_offset_for(epoch, st.log_end)
     }
 
     /// Resolves once everything below `end_offset` has reached `level` (group commit: concurrent
@@ -539,6 +615,38 @@ impl<B: IoBackend> JournalClient for LogInner<B> {
     }
 }
 
+/// The leader epoch cache at open: the file (entries below the recovery point are all there),
+/// cut to the log's bounds, plus the epochs of the batches above the recovery point (all of
+/// them if the file was damaged). Written back at once if that changed it, so entries of a lost
+/// or truncated tail cannot outlive a later crash.
+async fn open_epochs<B: IoBackend>(backend: &B, dir: &Path, recovered: &crate::recovery::Recovered<B::File>) -> Result<LeaderEpochCache> {
+    let (log_start, log_end) = (recovered.log_start, recovered.log_end);
+    let (mut epochs, scan_from) = match leader_epoch::load(backend, dir).await? {
+        leader_epoch::Loaded::Found(cache) => (cache, recovered.checkpoint.get().recovery_point),
+        leader_epoch::Loaded::Missing => (LeaderEpochCache::default(), recovered.checkpoint.get().recovery_point),
+        leader_epoch::Loaded::Damaged => (LeaderEpochCache::default(), log_start),
+    };
+    let before = epochs.clone();
+    epochs.truncate_from_end(log_end);
+    epochs.truncate_from_start(log_start);
+    let scan_from = scan_from.clamp(log_start, log_end);
+    for segment in recovered.segments.values().filter(|s| s.next_offset() > scan_from) {
+        let position = {
+            let meta = segment.meta.borrow();
+            let relative = (scan_from.max(segment.base_offset) - segment.base_offset) as u32;
+            u64::from(meta.index.lookup_offset(relative))
+        };
+        let mut scanner = BatchScanner::new(&*segment.file, position, segment.size(), RECOVERY_READ_CHUNK_BYTES, false);
+        while let ScanItem::Batch { header, .. } = scanner.next().await? {
+            epochs.assign(header.partition_leader_epoch, header.base_offset);
+        }
+    }
+    if epochs != before {
+        leader_epoch::store(backend, dir, &epochs).await?;
+    }
+    Ok(epochs)
+}
+
 impl<F: IoFile> LogState<F> {
     /// Recomputes what acks and the high watermark follow. Below the first direct range the
     /// segment files have not written (synced), every batch was journaled or is in the segment
@@ -611,7 +719,21 @@ impl<B: IoBackend> LogInner<B> {
         if st.closing || st.writer_done {
             return Err(Error::Closed);
         }
+        if st.truncating {
+            return Err(Error::Truncating);
+        }
         Ok(())
+    }
+
+    /// Registers (again, after a truncation) with the journal, whose entries for this log then
+    /// carry `generation`.
+    fn register_with_journal(self: &Rc<Self>, generation: u32) {
+        let weak: Weak<LogInner<B>> = Rc::downgrade(self);
+        let client: Weak<dyn JournalClient> = weak;
+        let old = self.journal_id.replace(self.journal.register(client, generation));
+        if old != 0 {
+            self.journal.unregister(old);
+        }
     }
 
     /// Backpressure: the log's unflushed bytes (memory) and the journal's space.
@@ -659,11 +781,37 @@ impl<B: IoBackend> LogInner<B> {
         for h in headers.iter_mut() {
             set_base_offset(&mut data[pos..], next);
             h.base_offset = next;
+            if let Some(epoch) = st.leader_epoch {
+                set_partition_leader_epoch(&mut data[pos..], epoch);
+                h.partition_leader_epoch = epoch;
+            }
             next = h.next_offset();
             pos += h.total_size();
         }
         debug_assert_eq!(pos, data.len());
-        let data = data.freeze();
+        self.journal_and_keep(&mut st, data.freeze(), headers, direct)
+    }
+
+    /// `enqueue` for batches whose offsets are set (a follower's): they must start at the log
+    /// end and be contiguous.
+    fn enqueue_at(&self, records: Bytes, headers: Vec<BatchHeader>, direct: bool) -> Result<AppendInfo> {
+        let mut st = self.state.borrow_mut();
+        let mut expected = st.log_end;
+        for h in &headers {
+            if h.base_offset != expected {
+                return Err(Error::OffsetMismatch { expected, got: h.base_offset });
+            }
+            expected = h.next_offset();
+        }
+        self.journal_and_keep(&mut st, records, headers, direct)
+    }
+
+    /// Hands batches at the log end (offsets set) to the journal, or as a direct append to the
+    /// flusher, and keeps them in memory.
+    fn journal_and_keep(&self, st: &mut LogState<B::File>, data: Bytes, headers: Vec<BatchHeader>, direct: bool) -> Result<AppendInfo> {
+        let base_offset = headers[0].base_offset;
+        let next = headers.last().expect("validated: at least one batch").next_offset();
+        debug_assert_eq!(base_offset, st.log_end);
         if direct {
             self.journal.submit_direct(self.journal_id.get(), self.key, base_offset, next)?;
             st.direct.push_back((base_offset, next));
@@ -671,7 +819,7 @@ impl<B: IoBackend> LogInner<B> {
         } else {
             self.journal.submit(self.journal_id.get(), self.key, data.clone(), next)?;
         }
-        let max_timestamp = self.keep(&mut st, data, headers, now_ms());
+        let max_timestamp = self.keep(st, data, headers, now_ms());
         Ok(AppendInfo {
             base_offset,
             last_offset: next - 1,
@@ -692,6 +840,9 @@ impl<B: IoBackend> LogInner<B> {
             cache.insert(h.base_offset, h.last_offset(), batch.clone());
             max_timestamp = max_timestamp.max(h.max_timestamp);
             st.producers.on_batch(&h, now);
+            if st.epochs.assign(h.partition_leader_epoch, h.base_offset) {
+                st.epochs_version += 1;
+            }
             st.unflushed_bytes += batch.len();
             st.unflushed.push_back(Queued { header: h, data: batch });
             st.log_end = h.next_offset();
@@ -896,6 +1047,7 @@ impl<B: IoBackend> LogInner<B> {
             return Ok(result);
         }
         let Some(mut segment) = segment else { return Ok(result) };
+        let truncations = self.truncations.get();
         loop {
             let (start, limit, sealed_end) = {
                 let meta = segment.meta.borrow();
@@ -907,7 +1059,7 @@ impl<B: IoBackend> LogInner<B> {
             let room = max_bytes.saturating_sub(result.total_bytes()).max(1);
             let batches = read_batches(&*segment.file, start, limit, offset, hw, room)
                 .await
-                .map_err(|e| self.on_corruption(e, segment.base_offset))?;
+                .map_err(|e| self.read_failed(e, segment.base_offset, truncations, offset))?;
             let no_records = batches.iter().all(|b| BatchHeader::parse(b).is_ok_and(|h| h.records_count == 0));
             result.batches.extend(batches);
             let Some(end) = sealed_end else { break };
@@ -1027,6 +1179,10 @@ impl<B: IoBackend> LogInner<B> {
             self.checkpoint.set_log_start(target).await?;
             let mut st = self.state.borrow_mut();
             st.log_start = st.log_start.max(target);
+            let start = st.log_start;
+            if st.epochs.truncate_from_start(start) {
+                st.epochs_version += 1;
+            }
         }
         self.cache.borrow_mut().evict_below(target);
         self.delete_segments(|_, _| false).await?;
@@ -1056,6 +1212,10 @@ impl<B: IoBackend> LogInner<B> {
         if deleted > 0 {
             self.checkpoint.set_log_start(log_start).await?;
             self.cache.borrow_mut().evict_below(log_start);
+            let mut st = self.state.borrow_mut();
+            if st.epochs.truncate_from_start(log_start) {
+                st.epochs_version += 1;
+            }
         }
         self.state.borrow_mut().producers.expire(now_ms, log_start);
         Ok(deleted)
@@ -1087,6 +1247,15 @@ impl<B: IoBackend> LogInner<B> {
             remove_segment_files(&self.backend, &self.dir, base).await?;
         }
         Ok(victims.len())
+    }
+
+    /// A segment read failed. If a truncation ran meanwhile (`truncations` is the count the
+    /// read started with) the file shrank under it: the offset is gone, not damaged.
+    fn read_failed(&self, e: Error, segment_base: i64, truncations: u64, offset: i64) -> Error {
+        if self.truncations.get() != truncations || self.state.borrow().truncating {
+            return self.range_error(offset);
+        }
+        self.on_corruption(e, segment_base)
     }
 
     /// Synced data failed its checks when read back: name the file and take the log offline
@@ -1249,6 +1418,9 @@ impl<B: IoBackend> LogInner<B> {
     async fn sync(&self, appender: &SegmentAppender<B::File>) -> Result<()> {
         let written = self.state.borrow().segment_written;
         appender.sync().await?;
+        // Every epoch starting below a recovery point must be in the epoch file (recovery scans
+        // only the batches above it).
+        self.store_epochs().await?;
         if written > self.state.borrow().checkpointed {
             self.checkpoint.set_recovery_point(written, true).await?;
         }
@@ -1266,6 +1438,21 @@ impl<B: IoBackend> LogInner<B> {
         }
         self.flushed.notify(usize::MAX);
         self.journal.on_flushed();
+        Ok(())
+    }
+
+    /// Writes the leader epoch file if the cache changed since it was last written.
+    async fn store_epochs(&self) -> Result<()> {
+        let (cache, version) = {
+            let st = self.state.borrow();
+            if st.epochs_version == st.epochs_stored {
+                return Ok(());
+            }
+            (st.epochs.clone(), st.epochs_version)
+        };
+        leader_epoch::store(&self.backend, &self.dir, &cache).await?;
+        let mut st = self.state.borrow_mut();
+        st.epochs_stored = st.epochs_stored.max(version);
         Ok(())
     }
 
@@ -1294,6 +1481,7 @@ impl<B: IoBackend> LogInner<B> {
             (clean, st.segment_synced, st.producers.clone())
         };
         if clean {
+            self.store_epochs().await?;
             producer_snapshot::write(&self.backend, &self.dir, &snapshot, synced).await?;
             self.record_recovery_point(synced, true).await;
         }
@@ -1304,6 +1492,7 @@ impl<B: IoBackend> LogInner<B> {
 enum FlushStep {
     Flush(Vec<Queued>),
     Sync,
+    Truncate(i64),
     Finish,
     Wait(Option<Duration>),
 }
@@ -1315,6 +1504,15 @@ async fn writer_loop<B: IoBackend>(inner: Rc<LogInner<B>>, mut appender: Segment
         let outcome = match next_step(&inner) {
             FlushStep::Flush(work) => inner.flush(&mut appender, work).await,
             FlushStep::Sync => inner.sync(&appender).await,
+            FlushStep::Truncate(offset) => {
+                let outcome = inner.truncate(&mut appender, offset).await;
+                let failed = outcome.as_ref().err().map(|e| Error::Poisoned(format!("truncation to {offset}: {e}")));
+                if let Some(job) = inner.state.borrow_mut().truncate.as_mut() {
+                    job.outcome = Some(outcome);
+                }
+                inner.flushed.notify(usize::MAX);
+                failed.map_or(Ok(()), Err)
+            }
             FlushStep::Finish => {
                 if let Err(e) = inner.finish(&appender).await {
                     tracing::warn!(dir = %inner.dir.display(), error = %e, "closing active segment");
@@ -1346,6 +1544,12 @@ fn next_step<B: IoBackend>(inner: &LogInner<B>) -> FlushStep {
     let st = inner.state.borrow();
     if st.poisoned.is_some() {
         return FlushStep::Finish;
+    }
+    // `truncate_to` flushed everything before asking and appends wait meanwhile.
+    if let Some(job) = st.truncate.as_ref().filter(|job| job.outcome.is_none()) {
+        if st.unflushed.is_empty() && st.segment_synced == st.log_end {
+            return FlushStep::Truncate(job.offset);
+        }
     }
     let now = Instant::now();
     let backoff = st.disk_full_until.filter(|t| *t > now).map(|t| t - now);

@@ -68,10 +68,11 @@ impl Replay {
     }
 }
 
-/// Scans a whole segment file, verifying every batch (shape, CRC, contiguous offsets; in a
+/// Scans a segment file, verifying every batch (shape, CRC, contiguous offsets; in a
 /// compacted log, `gaps`, strictly increasing ones), and replays the producer ids of the valid
-/// ones.
-async fn scan_segment<F: IoFile>(file: &F, base: i64, file_size: u64, interval: u32, gaps: bool, replay: &mut Replay) -> Result<SegmentScan> {
+/// ones. Stops before the first batch whose last offset is `stop_at` or above (i64::MAX: the
+/// whole file), so `valid_size` and `next_offset` then say where that batch starts.
+async fn scan_segment<F: IoFile>(file: &F, base: i64, file_size: u64, interval: u32, gaps: bool, stop_at: i64, replay: &mut Replay) -> Result<SegmentScan> {
     let mut scanner = BatchScanner::new(file, 0, file_size, RECOVERY_READ_CHUNK_BYTES, true);
     let mut index = SegmentIndex::new(interval);
     let (mut next, mut valid_size, mut invalid) = (base, 0u64, None);
@@ -82,6 +83,7 @@ async fn scan_segment<F: IoFile>(file: &F, base: i64, file_size: u64, interval: 
                 invalid = Some((position, reason));
                 break;
             }
+            ScanItem::Batch { header, .. } if header.last_offset() >= stop_at => break,
             ScanItem::Batch { position, header, data } => {
                 let in_order = if gaps { header.base_offset >= next } else { header.base_offset == next };
                 if !in_order || header.next_offset() - base > i64::from(u32::MAX) {
@@ -97,6 +99,20 @@ async fn scan_segment<F: IoFile>(file: &F, base: i64, file_size: u64, interval: 
         }
     }
     Ok(SegmentScan { valid_size, next_offset: next, index, invalid })
+}
+
+/// Where a truncation to `offset` cuts a segment: before the first batch whose last offset is
+/// `offset` or above (a batch is kept whole or dropped whole, as Kafka does). The scan verifies
+/// what it keeps, and its index describes the kept part.
+pub(crate) async fn scan_for_truncation<F: IoFile>(segment: &Segment<F>, offset: i64, interval: u32, gaps: bool) -> Result<SegmentScan> {
+    let mut no_replay = Replay { from: i64::MAX, state: ProducerState::default(), now_ms: 0 };
+    let size = segment.size();
+    let scan = scan_segment(&*segment.file, segment.base_offset, size, interval, gaps, offset, &mut no_replay).await?;
+    if let Some((position, reason)) = scan.invalid.clone() {
+        let path = segment_path(Path::new(""), segment.base_offset, LOG_SUFFIX);
+        return Err(Error::CorruptLog { path, position, reason });
+    }
+    Ok(scan)
 }
 
 /// Replays the producer ids of a segment already known to be valid (headers only, no CRC).
@@ -352,7 +368,7 @@ async fn open_segment<B: IoBackend>(
             return Ok((segment, file_size));
         }
     }
-    let mut scan = scan_segment(&file, base, file_size, config.index_interval_bytes, gaps, replay).await?;
+    let mut scan = scan_segment(&file, base, file_size, config.index_interval_bytes, gaps, i64::MAX, replay).await?;
     check_scan(&file, &path, &scan, next_base, recovery_point, gaps).await?;
     if let Some(next_base) = next_base.filter(|_| gaps) {
         // Compaction may have removed the segment's last batches: it still ends where the next

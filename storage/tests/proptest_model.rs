@@ -1,5 +1,5 @@
-//! Property test: random append / read / timestamp lookup / flush / reopen sequences against a
-//! simple in-memory model (a Vec of batches).
+//! Property test: random append / read / timestamp lookup / flush / truncate / reopen sequences
+//! against a simple in-memory model (a Vec of batches).
 extern crate riptide_storage as storage;
 mod common;
 
@@ -14,6 +14,8 @@ enum Op {
     Read { pick: u16, max_bytes: usize },
     Timestamp { ts: i64 },
     Flush,
+    /// A follower's truncation to an offset picked in [0, log end].
+    Truncate { pick: u16 },
     Reopen,
 }
 
@@ -24,6 +26,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (any::<u16>(), 1usize..6000).prop_map(|(pick, max_bytes)| Op::Read { pick, max_bytes }),
         2 => (-3i64..1100).prop_map(|ts| Op::Timestamp { ts }),
         1 => Just(Op::Flush),
+        1 => any::<u16>().prop_map(|pick| Op::Truncate { pick }),
         1 => Just(Op::Reopen),
     ]
 }
@@ -101,6 +104,17 @@ async fn check(ops: Vec<Op>, cache: bool) {
             Op::Flush => {
                 log.flush().await.unwrap();
                 assert_eq!(log.high_watermark(), log.log_end_offset());
+            }
+            Op::Truncate { pick } => {
+                let end = log.log_end_offset();
+                let offset = i64::from(pick) % (end + 1);
+                // Kafka's rule: the first batch whose last offset is at or above the cut goes,
+                // with everything after it.
+                model.retain(|s| s.next <= offset);
+                let new_end = log.truncate_to(offset).await.unwrap();
+                assert_eq!(new_end, model.last().map_or(0, |s| s.next), "truncate to {offset} of {end}");
+                assert_eq!(log.log_end_offset(), new_end);
+                assert!(log.high_watermark() <= new_end);
             }
             Op::Reopen => {
                 log.close().await.unwrap();

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
-use storage::{read_journal, DmaBackend, Journal, JournalConfig, JournalKey, JournalRecord};
+use storage::{read_journal, DmaBackend, Journal, JournalConfig, JournalEntry, JournalKey};
 
 fn shard_dir(data_dir: &Path, shard: usize) -> PathBuf {
     data_dir.join(JOURNAL_DIR).join(format!("shard-{shard}"))
@@ -47,7 +47,7 @@ pub fn open_journal(backend: &DmaBackend, config: &BrokerConfig, shard: usize, n
 /// What the previous run left in the journals for this shard.
 pub struct Previous {
     /// Per log this shard owns, its entries in order.
-    pub replay: HashMap<JournalKey, Vec<JournalRecord>>,
+    pub replay: HashMap<JournalKey, Vec<JournalEntry>>,
     /// Largest sequence number in this shard's own journal directory.
     pub own_max_seq: u64,
 }
@@ -72,7 +72,7 @@ pub async fn read_previous(backend: &DmaBackend, data_dir: &Path, me: usize, nr_
             let Some((name, partitions)) = by_id.get(&entry.key.topic_id) else { continue };
             let p = entry.key.partition;
             if (0..*partitions).contains(&p) && shard_for(name, p, nr_shards) == me {
-                previous.replay.entry(entry.key).or_default().push(entry.record);
+                previous.replay.entry(entry.key).or_default().push(entry);
             }
         }
     }

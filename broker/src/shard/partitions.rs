@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 use storage::io::blocking;
-use storage::{AppendInfo, BatchHeader, DmaBackend, Durability, FlushPolicy, Journal, JournalKey, JournalRecord, Log};
+use storage::{AppendInfo, BatchHeader, DmaBackend, Durability, FlushPolicy, Journal, JournalEntry, JournalKey, Log};
 
 pub type PartitionLog = Log<DmaBackend>;
 
@@ -172,7 +172,7 @@ pub struct PartitionService {
     /// The shard's journal, which every log of the shard writes through.
     journal: Journal<DmaBackend>,
     /// At start: each log's entries read back from the journals, replayed when it opens.
-    replay: RefCell<HashMap<JournalKey, Vec<JournalRecord>>>,
+    replay: RefCell<HashMap<JournalKey, Vec<JournalEntry>>>,
     partitions: RefCell<HashMap<String, HashMap<i32, Rc<Partition>>>>,
     /// Owned partitions whose log failed to open: answered with KAFKA_STORAGE_ERROR.
     offline: RefCell<HashSet<(String, i32)>>,
@@ -206,7 +206,7 @@ impl PartitionService {
     }
 
     /// Entries read back from the journals at start, by log, replayed as the logs open.
-    pub fn set_replay(&self, replay: HashMap<JournalKey, Vec<JournalRecord>>) {
+    pub fn set_replay(&self, replay: HashMap<JournalKey, Vec<JournalEntry>>) {
         *self.replay.borrow_mut() = replay;
     }
 
