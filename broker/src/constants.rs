@@ -126,3 +126,8 @@ pub const JOURNAL_FREE_SPACE_SHARE: u64 = 8;
 pub const JOURNAL_DIR: &str = "__riptide_journal";
 /// How long a shard waits at start for the others to finish replaying their journals.
 pub const JOURNAL_REPLAY_BARRIER_MS: u64 = 120_000;
+
+/// Leader epoch of every partition while there is one node (no replication yet): Metadata and
+/// ListOffsets report it, and each partition log stamps it in every batch (as a Kafka leader
+/// stamps its epoch) and keeps it in its leader epoch cache.
+pub const SINGLE_NODE_LEADER_EPOCH: i32 = 0;

@@ -440,6 +440,7 @@ impl PartitionService {
         };
         match opened {
             Ok(log) => {
+                log.set_leader_epoch(crate::constants::SINGLE_NODE_LEADER_EPOCH);
                 let partition = Rc::new(Partition { log, flush: config.flush });
                 self.partitions.borrow_mut().entry(topic.to_string()).or_default().insert(p, partition);
             }

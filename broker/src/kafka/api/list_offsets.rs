@@ -48,7 +48,7 @@ async fn handle(mut req: Request) -> Result<Reply, ApiError> {
             r.timestamp = timestamp;
             r.offset = offset;
             // leader_epoch exists from v4; the codec refuses it set below that.
-            r.leader_epoch = if offset >= 0 && req.version >= 4 { 0 } else { -1 };
+            r.leader_epoch = if offset >= 0 && req.version >= 4 { crate::constants::SINGLE_NODE_LEADER_EPOCH } else { -1 };
             t.partitions.push(r);
         }
         resp.topics.push(t);

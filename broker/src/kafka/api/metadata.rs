@@ -94,7 +94,7 @@ fn topic_entry(shard: &Shard, meta: &TopicMeta) -> MetadataResponseTopic {
             part.error_code = NONE;
             part.partition_index = p;
             part.leader_id = node;
-            part.leader_epoch = 0;
+            part.leader_epoch = crate::constants::SINGLE_NODE_LEADER_EPOCH;
             part.replica_nodes = vec![node];
             part.isr_nodes = vec![node];
             part
