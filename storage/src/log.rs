@@ -224,9 +224,10 @@ impl<B: IoBackend> Log<B> {
             // A truncation was interrupted: nothing was appended since it started, so whatever
             // the segment files hold above `offset` is what it was cutting.
             tracing::info!(dir = %dir.display(), offset, log_end = recovered.log_end, "finishing an interrupted truncation");
-            let truncated = truncate_files(&backend, &dir, &config, recovered.segments, offset, recovered.cleaned_to.is_some()).await?;
+            let truncated = truncate_files(&backend, &dir, &config, recovered.segments, offset, recovered.cleaned_to).await?;
             recovered.checkpoint.end_truncation(truncated.end).await?;
             (recovered.segments, recovered.appender, recovered.log_end) = (truncated.segments, truncated.appender, truncated.end);
+            recovered.cleaned_to = truncated.cleaned_to;
             recovered.producers.truncate_to(truncated.end);
         }
         let epochs = open_epochs(&backend, &dir, &recovered).await?;

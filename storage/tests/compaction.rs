@@ -449,3 +449,27 @@ fn compaction_throughput_on_disk() {
         log.close().await.unwrap();
     });
 }
+
+/// A follower's truncation into the compacted part (segments with offset gaps) keeps what lies
+/// below the cut, and lowers the clean offset to the new end, also on disk: appends after it are
+/// dirty, so the next pass compacts them.
+#[test]
+fn compaction_truncation_below_the_clean_offset_lowers_it() {
+    run(|| async {
+        let backend = FaultyBackend::new();
+        let (log, _) = updated_log(&backend).await;
+        log.compact(&compact_now(), NOW).await.unwrap();
+        let clean = log.cleaned_to().expect("compacted");
+        let kept: Vec<_> = records_of(&log).await.into_iter().filter(|r| r.0 < clean - 5).collect();
+        let end = log.truncate_to(clean - 5).await.unwrap();
+        assert!(end <= clean - 5);
+        assert_eq!(log.cleaned_to(), Some(end));
+        let after: Vec<_> = records_of(&log).await;
+        assert_eq!(after.iter().filter(|r| r.0 < end).count(), after.len(), "nothing at or above the new end");
+        assert_eq!(after, kept.into_iter().filter(|r| r.0 < end).collect::<Vec<_>>());
+        log.close().await.unwrap();
+        let log = Log::open(backend.clone(), dir(), small_segments()).await.unwrap();
+        assert_eq!(log.cleaned_to(), Some(end), "the clean offset on disk was lowered too");
+        assert_eq!(records_of(&log).await, after);
+    });
+}

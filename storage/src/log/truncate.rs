@@ -24,6 +24,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::rc::Rc;
 
+use crate::compaction::write_checkpoint;
 use crate::config::LogConfig;
 use crate::constants::*;
 use crate::error::{Error, Result};
@@ -41,6 +42,8 @@ pub(super) struct Truncated<F: IoFile> {
     pub end: i64,
     pub segments: BTreeMap<i64, Rc<Segment<F>>>,
     pub appender: SegmentAppender<F>,
+    /// The compaction clean offset, no higher than `end`.
+    pub cleaned_to: Option<i64>,
 }
 
 /// Cuts the segment files at `offset` (step 3). `segments` are the log's segments, all of them
@@ -52,8 +55,9 @@ pub(super) async fn truncate_files<B: IoBackend>(
     config: &LogConfig,
     mut segments: BTreeMap<i64, Rc<Segment<B::File>>>,
     offset: i64,
-    gaps: bool,
+    cleaned_to: Option<i64>,
 ) -> Result<Truncated<B::File>> {
+    let gaps = cleaned_to.is_some();
     let (&cut_base, cut) = segments.range(..=offset).next_back().or_else(|| segments.first_key_value()).expect("a log has a segment");
     let cut = cut.clone();
     let scan = scan_for_truncation(&cut, offset, config.index_interval_bytes, gaps).await.map_err(|e| in_dir(e, dir))?;
@@ -87,6 +91,14 @@ pub(super) async fn truncate_files<B: IoBackend>(
         meta.sealed = false;
     }
     let end = scan.next_offset;
+    // A clean offset above the new end would count the next appends there as already compacted.
+    let cleaned_to = match cleaned_to {
+        Some(clean) if clean > end => {
+            write_checkpoint(backend, dir, end).await?;
+            Some(end)
+        }
+        other => other,
+    };
     for snapshot in producer_snapshot::list(backend, dir).await?.into_iter().filter(|&at| at > end) {
         producer_snapshot::remove(backend, dir, snapshot).await?;
     }
@@ -95,7 +107,7 @@ pub(super) async fn truncate_files<B: IoBackend>(
     let tail = cut.file.read_at(tail_start, (scan.valid_size - tail_start) as usize).await?.to_vec();
     let appender = SegmentAppender::new(cut, scan.valid_size, tail, config.allocate_step_bytes());
     tracing::info!(dir = %dir.display(), offset, end, deleted_segments = above.len(), "log truncated");
-    Ok(Truncated { end, segments, appender })
+    Ok(Truncated { end, segments, appender, cleaned_to })
 }
 
 fn in_dir(e: Error, dir: &Path) -> Error {
@@ -167,12 +179,12 @@ impl<B: IoBackend> LogInner<B> {
     pub(super) async fn truncate(self: &Rc<Self>, appender: &mut SegmentAppender<B::File>, offset: i64) -> Result<i64> {
         self.truncations.set(self.truncations.get() + 1);
         let generation = self.checkpoint.begin_truncation(offset).await?;
-        let (segments, gaps) = {
+        let (segments, cleaned_to) = {
             let st = self.state.borrow();
             debug_assert!(st.unflushed.is_empty() && st.segment_synced == st.log_end, "truncation starts flushed");
-            (st.segments.clone(), st.cleaned_to.is_some())
+            (st.segments.clone(), st.cleaned_to)
         };
-        let truncated = truncate_files(&self.backend, &self.dir, &self.config, segments, offset, gaps).await?;
+        let truncated = truncate_files(&self.backend, &self.dir, &self.config, segments, offset, cleaned_to).await?;
         {
             let mut st = self.state.borrow_mut();
             if st.epochs.truncate_from_end(truncated.end) {
@@ -194,7 +206,7 @@ impl<B: IoBackend> LogInner<B> {
             st.direct_written_at = None;
             st.unsynced_since = None;
             st.producers.truncate_to(end);
-            st.cleaned_to = st.cleaned_to.map(|c| c.min(end));
+            st.cleaned_to = truncated.cleaned_to;
         }
         self.cache.borrow_mut().evict_from(end);
         self.register_with_journal(generation);
