@@ -29,7 +29,8 @@ pub const BATCH_MAGIC_V2: i8 = 2;
 pub const LOG_UNFLUSHED_BYTES_MAX: usize = 16 << 20;
 /// A log writes its segment files once this much is waiting (large, sequential writes)...
 pub const LOG_FLUSH_BYTES: usize = 1 << 20;
-/// ...or once its oldest unflushed batch is this old (bounds memory and journal replay).
+/// ...or once its oldest unflushed batch is about this old (spread +-50% per log and write so
+/// the logs of a shard do not flush in one wave; bounds memory and journal replay).
 pub const LOG_FLUSH_DELAY_MS: u64 = 2_000;
 /// Segment files written but not synced are synced at most this long after the write (unless
 /// the journal wants the space sooner, or on flush/close): several writes share one sync.

@@ -74,7 +74,8 @@ fn segment_roll_small_appends_reach_the_segment_files_after_the_flush_delay() {
         let log = Log::open(FaultyBackend::new(), "/d/t-0".into(), config()).await.unwrap();
         append_synced(&log, batch(1, 1, 10)).await;
         assert_eq!(log.segment_synced_offset(), 0);
-        let delay = std::time::Duration::from_millis(storage::constants::LOG_FLUSH_DELAY_MS + storage::constants::LOG_SYNC_INTERVAL_MS + 300);
+        // The flush delay is spread up to 1.5x (`flush_delay`).
+        let delay = std::time::Duration::from_millis(storage::constants::LOG_FLUSH_DELAY_MS * 3 / 2 + storage::constants::LOG_SYNC_INTERVAL_MS + 300);
         glommio::timer::sleep(delay).await;
         assert_eq!(log.segment_synced_offset(), 1, "flushed by the delay");
     });
