@@ -24,8 +24,8 @@
 //! replay knows that gap in the log's entries is not lost journal data. The generation is the
 //! log's count of truncations (`Log::truncate_to`, in its checkpoint file): replay skips entries
 //! of another generation, which hold batches from before the last truncation (older binaries
-//! wrote 0 there, a log's generation before its first truncation). A `Switch` entry closes a file when
-//! the writer moves to the next one. Each activation of a ring file takes a new sequence
+//! wrote 0 there, a log's generation before its first truncation). A `Switch` entry closes a
+//! file when the writer moves to the next one. Each activation of a ring file takes a new sequence
 //! number, larger than any before; recovery reads files in sequence order and stops each at its
 //! first invalid or stale entry.
 

@@ -1173,6 +1173,9 @@ impl<B: IoBackend> LogInner<B> {
     async fn delete_records(&self, before_offset: i64) -> Result<i64> {
         let (log_start, hw) = {
             let st = self.state.borrow();
+            if st.truncating {
+                return Err(Error::Truncating); // the high watermark is about to drop
+            }
             (st.log_start, st.hw)
         };
         let target = if before_offset == -1 { hw } else { before_offset };

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use common::*;
 use storage::io::Faults;
 use storage::leader_epoch::LEADER_EPOCH_FILE;
@@ -19,9 +19,7 @@ async fn open(backend: &FaultyBackend) -> Log<FaultyBackend> {
 
 /// Three records at `base` stamped with `epoch`, as a leader sends them to a follower.
 fn leader_batch(base: i64, epoch: i32) -> Bytes {
-    let mut b = BytesMut::from(&with_base(&batch(3, base, 200), base)[..]);
-    b[12..16].copy_from_slice(&epoch.to_be_bytes());
-    b.freeze()
+    with_epoch(&with_base(&batch(3, base, 200), base), epoch)
 }
 
 async fn append_at_synced(log: &Log<FaultyBackend>, data: Bytes) {
@@ -85,9 +83,7 @@ fn leader_epoch_truncation_drops_the_epochs_above_the_cut() {
 
 /// A batch as the Java producer sends it: no partition leader epoch (-1).
 fn client_batch(ts: i64) -> Bytes {
-    let mut b = BytesMut::from(&batch(2, ts, 100)[..]);
-    b[12..16].copy_from_slice(&(-1i32).to_be_bytes());
-    b.freeze()
+    with_epoch(&batch(2, ts, 100), -1)
 }
 
 /// A leader stamps its epoch into the batches clients send, outside the CRC: the stored

@@ -6,7 +6,7 @@ mod common;
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use common::*;
 use storage::io::Faults;
 use storage::{Durability, Error, FaultyBackend, Log, LogConfig};
@@ -40,9 +40,7 @@ async fn fill(log: &Log<FaultyBackend>, count: usize, ts: i64) -> Vec<Bytes> {
 
 /// A batch as a leader sends it to a follower: base offset and partition leader epoch set.
 fn leader_batch(base: i64, epoch: i32, ts: i64) -> Bytes {
-    let mut b = BytesMut::from(&with_base(&batch(3, ts, 500), base)[..]);
-    b[12..16].copy_from_slice(&epoch.to_be_bytes());
-    b.freeze()
+    with_epoch(&with_base(&batch(3, ts, 500), base), epoch)
 }
 
 /// Truncating inside a batch drops that batch whole (Kafka's rule); reads, the high watermark

@@ -145,7 +145,14 @@ impl<B: IoBackend> Log<B> {
     async fn truncate_flushed(&self, offset: i64) -> Result<i64> {
         let inner = &self.inner;
         self.flush().await?;
-        inner.state.borrow_mut().truncate = Some(TruncateJob { offset, outcome: None });
+        {
+            // DeleteRecords may have moved the log start while the flush ran.
+            let mut st = inner.state.borrow_mut();
+            if offset < st.log_start {
+                return Err(Error::OffsetOutOfRange { requested: offset, log_start: st.log_start, high_watermark: st.hw });
+            }
+            st.truncate = Some(TruncateJob { offset, outcome: None });
+        }
         inner.writer_wake.notify(1);
         loop {
             let listener = inner.flushed.listen();

@@ -42,6 +42,14 @@ pub fn with_base(batch: &Bytes, base: i64) -> Bytes {
     b.freeze()
 }
 
+/// `batch` with its partition leader epoch (bytes 12..16, outside the CRC) set, as a leader
+/// stamps it.
+pub fn with_epoch(batch: &Bytes, epoch: i32) -> Bytes {
+    let mut b = BytesMut::from(&batch[..]);
+    b[12..16].copy_from_slice(&epoch.to_be_bytes());
+    b.freeze()
+}
+
 pub fn concat(result: &ReadResult) -> Vec<u8> {
     result.batches.iter().flat_map(|b| b.iter().copied()).collect()
 }
