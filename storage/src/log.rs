@@ -53,6 +53,9 @@ pub struct AppendInfo {
     /// Nothing was appended: these are the offsets of the original, which may still be on its
     /// way to disk; wait for it like for a new append (`Log::wait_appended`).
     pub duplicate: bool,
+    /// Rollbacks of the log before this append (`LogState::rollback_bases`): `wait_appended`
+    /// fails with DiskFull if a later one took these batches back.
+    pub rollbacks: usize,
 }
 
 /// Batches returned by a read, plus the log bounds at the time of the read.
@@ -113,6 +116,8 @@ struct LogState<F: IoFile> {
     disk_full_until: Option<Instant>,
     /// Segment writes that failed for want of space so far.
     disk_full_failures: u64,
+    /// Where each rollback (`roll_back_direct_tail`) cut the log, oldest first.
+    rollback_bases: Vec<i64>,
     poisoned: Option<String>,
     closing: bool,
     writer_done: bool,
@@ -258,6 +263,7 @@ impl<B: IoBackend> Log<B> {
             unsynced_since: None,
             disk_full_until: None,
             disk_full_failures: 0,
+            rollback_bases: Vec::new(),
             poisoned: None,
             closing: false,
             writer_done: false,
@@ -374,7 +380,20 @@ impl<B: IoBackend> Log<B> {
     /// Resolves once the batches of `info` (an append's answer, or a duplicate's original) have
     /// reached `level`.
     pub async fn wait_appended(&self, info: &AppendInfo, level: Durability) -> Result<()> {
-        self.inner.wait_durable(info.last_offset + 1, level).await
+        let rolled_back = || {
+            let st = self.inner.state.borrow();
+            st.rollback_bases.get(info.rollbacks..).is_some_and(|later| later.iter().any(|&base| info.last_offset >= base))
+        };
+        if rolled_back() {
+            return Err(Error::DiskFull);
+        }
+        let outcome = self.inner.wait_durable(info.last_offset + 1, level).await;
+        // Offsets a rollback freed may be taken by new appends: those reaching `level` say
+        // nothing about these batches.
+        if rolled_back() {
+            return Err(Error::DiskFull);
+        }
+        outcome
     }
 
     /// Whole batches starting at the one containing `offset`, only below the high watermark. The
@@ -619,6 +638,14 @@ impl<B: IoBackend> JournalClient for LogInner<B> {
     }
 }
 
+/// First offset of a journal record (None: a batch entry that does not parse).
+fn record_base(record: &JournalRecord) -> Option<i64> {
+    match record {
+        JournalRecord::Batch(b) => BatchHeader::parse(b).ok().map(|h| h.base_offset),
+        JournalRecord::Direct { base_offset, .. } => Some(*base_offset),
+    }
+}
+
 /// The leader epoch cache at open: the file (entries below the recovery point are all there),
 /// cut to the log's bounds, plus the epochs of the batches above the recovery point (all of
 /// them if the file was damaged). Written back at once if that changed it, so entries of a lost
@@ -769,6 +796,7 @@ impl<B: IoBackend> LogInner<B> {
                     max_timestamp: -1,
                     log_start_offset: st.log_start,
                     duplicate: true,
+                    rollbacks: st.rollback_bases.len(),
                 })
             }
             SeqVerdict::OutOfOrder { expected, got } => {
@@ -831,6 +859,7 @@ impl<B: IoBackend> LogInner<B> {
             max_timestamp,
             log_start_offset: st.log_start,
             duplicate: false,
+            rollbacks: st.rollback_bases.len(),
         })
     }
 
@@ -870,8 +899,8 @@ impl<B: IoBackend> LogInner<B> {
     fn replay(&self, records: Vec<JournalRecord>) -> Result<()> {
         let mut st = self.state.borrow_mut();
         let (mut appended, mut skipped) = (0usize, 0usize);
-        let mut records = records.into_iter();
-        for record in records.by_ref() {
+        let mut records = records.into_iter().peekable();
+        while let Some(record) = records.next() {
             let records = match record {
                 JournalRecord::Batch(records) => records,
                 JournalRecord::Direct { base_offset, end_offset } => {
@@ -881,6 +910,10 @@ impl<B: IoBackend> LogInner<B> {
                     }
                     if base_offset > st.log_end {
                         return Err(self.replay_gap(base_offset, st.log_end));
+                    }
+                    if records.peek().is_some_and(|next| record_base(next) == Some(base_offset)) {
+                        skipped += 1; // taken back on a full disk (`roll_back_direct_tail`)
+                        continue;
                     }
                     tracing::warn!(dir = %self.dir.display(), base_offset, end_offset, log_end = st.log_end, "a direct append's segment write was lost (never acknowledged): the log ends before it");
                     break;
@@ -1356,6 +1389,7 @@ impl<B: IoBackend> LogInner<B> {
             Err(e) if e.is_disk_full() => {
                 appender.discard_staged();
                 self.written_to_segments(appender.file_next_offset());
+                self.roll_back_direct_tail();
                 self.on_disk_full();
                 return Ok(());
             }
@@ -1405,6 +1439,50 @@ impl<B: IoBackend> LogInner<B> {
         if moved {
             self.progress.notify(usize::MAX);
         }
+    }
+
+    /// The disk refused a write, and the log ends with direct appends nothing holds but memory
+    /// (not in the segment files, only a Direct entry in the journal): take them back, so their
+    /// offsets go to the next appends, as when the journal refuses an append for want of space.
+    /// Nothing in them or after them was acknowledged (acks wait for a direct range's write) and
+    /// nothing after them is in the journal, so replay cannot miss them; it skips a Direct
+    /// entry whose range a later entry starts again (`replay`). Their waiters get DiskFull
+    /// (`wait_appended`). A direct append followed by a journaled one stays, and is written
+    /// once the disk has space (its waiters got DiskFull after one retry).
+    fn roll_back_direct_tail(&self) {
+        let mut st = self.state.borrow_mut();
+        let mut cut = st.log_end;
+        for &(base, end) in st.direct.iter().rev() {
+            if end != cut || base < st.segment_written {
+                break;
+            }
+            cut = base;
+        }
+        if cut == st.log_end {
+            return;
+        }
+        while st.direct.back().is_some_and(|&(base, _)| base >= cut) {
+            st.direct.pop_back();
+        }
+        while st.unflushed.back().is_some_and(|q| q.header.base_offset >= cut) {
+            let q = st.unflushed.pop_back().expect("non-empty");
+            st.unflushed_bytes -= q.data.len();
+        }
+        if st.unflushed.is_empty() {
+            st.oldest_unflushed = None;
+        }
+        debug_assert!(st.written <= cut, "nothing at or above an unwritten direct range is acknowledged");
+        tracing::warn!(dir = %self.dir.display(), from = cut, to = st.log_end, "disk full: direct appends taken back (their producers get KAFKA_STORAGE_ERROR)");
+        st.log_end = cut;
+        st.producers.truncate_to(cut);
+        if st.epochs.truncate_from_end(cut) {
+            st.epochs_version += 1;
+        }
+        st.rollback_bases.push(cut);
+        drop(st);
+        self.cache.borrow_mut().evict_from(cut);
+        self.progress.notify(usize::MAX);
+        self.queue_space.notify(usize::MAX);
     }
 
     fn on_disk_full(&self) {

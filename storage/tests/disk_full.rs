@@ -122,22 +122,32 @@ fn disk_full_refused_idempotent_batch_is_appended_on_retry() {
 }
 
 /// A direct append (large: straight to the segment files) that the full disk cannot take fails
-/// its ack with DiskFull instead of waiting for space; appends after it are refused or
-/// journaled, and once space is back the log takes appends again.
+/// its ack with DiskFull and is taken back: nothing else holds it, so its offsets go to the
+/// next append (contiguous, as when the journal refuses an append for want of space), also
+/// after a power loss (replay skips the journal's Direct entry for it).
 #[test]
-fn disk_full_direct_append_fails_its_ack() {
+fn disk_full_direct_append_is_taken_back() {
     run(|| async {
         let backend = FaultyBackend::new();
         let log = Log::open(backend.clone(), "/d/t-0".into(), config()).await.unwrap();
-        append_synced(&log, batch(1, 0, 100)).await;
+        let first = batch(1, 0, 100);
+        append_synced(&log, first.clone()).await;
         backend.set_faults(full());
         let info = log.append(batch(1, 1, storage::constants::LOG_DIRECT_APPEND_BYTES)).await.unwrap();
+        assert_eq!(info.base_offset, 1);
         assert!(matches!(log.wait_appended(&info, Durability::Written).await, Err(Error::DiskFull)));
+        assert_eq!(log.log_end_offset(), 1, "taken back");
         backend.set_faults(Faults::default());
-        let info = log.append(batch(1, 2, 100)).await.unwrap();
-        log.wait_appended(&info, Durability::Synced).await.expect("space is back");
-        // Like a Kafka request that timed out, the failed one may still be written: offsets
-        // stay contiguous (it was in memory), retried once space was back.
-        assert_eq!(read_all(&log, 0).await.len(), 3);
+        let next = batch(1, 2, 100);
+        let again = log.append(next.clone()).await.unwrap();
+        assert_eq!(again.base_offset, 1, "the next append gets the offset back");
+        log.wait_appended(&again, Durability::Synced).await.expect("space is back");
+        assert!(matches!(log.wait_appended(&info, Durability::Written).await, Err(Error::DiskFull)), "still failed, though offset 1 is durable now");
+        let want = vec![with_base(&first, 0), with_base(&next, 1)];
+        assert_eq!(read_all(&log, 0).await, want);
+        drop(log);
+        backend.crash();
+        let log = Log::open(backend.clone(), "/d/t-0".into(), config()).await.unwrap();
+        assert_eq!(read_all(&log, 0).await, want);
     });
 }
