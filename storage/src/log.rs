@@ -237,7 +237,7 @@ impl<B: IoBackend> Log<B> {
             recovered.cleaned_to = truncated.cleaned_to;
             recovered.producers.truncate_to(truncated.end);
         }
-        let epochs = open_epochs(&backend, &dir, &recovered).await?;
+        let (epochs, epochs_stored) = open_epochs(&backend, &dir, &recovered).await?;
         let generation = recorded.generation;
         let replay: Vec<JournalRecord> = replay.into_iter().filter(|e| e.generation == generation).map(|e| e.record).collect();
         let log_end = recovered.log_end;
@@ -271,7 +271,7 @@ impl<B: IoBackend> Log<B> {
             truncate: None,
             producers: recovered.producers,
             epochs,
-            epochs_version: 0,
+            epochs_version: u64::from(!epochs_stored),
             epochs_stored: 0,
             leader_epoch: None,
             corrupt: None,
@@ -650,7 +650,7 @@ fn record_base(record: &JournalRecord) -> Option<i64> {
 /// cut to the log's bounds, plus the epochs of the batches above the recovery point (all of
 /// them if the file was damaged). Written back at once if that changed it, so entries of a lost
 /// or truncated tail cannot outlive a later crash.
-async fn open_epochs<B: IoBackend>(backend: &B, dir: &Path, recovered: &crate::recovery::Recovered<B::File>) -> Result<LeaderEpochCache> {
+async fn open_epochs<B: IoBackend>(backend: &B, dir: &Path, recovered: &crate::recovery::Recovered<B::File>) -> Result<(LeaderEpochCache, bool)> {
     let (log_start, log_end) = (recovered.log_start, recovered.log_end);
     let (mut epochs, scan_from) = match leader_epoch::load(backend, dir).await? {
         leader_epoch::Loaded::Found(cache) => (cache, recovered.checkpoint.get().recovery_point),
@@ -672,10 +672,17 @@ async fn open_epochs<B: IoBackend>(backend: &B, dir: &Path, recovered: &crate::r
             epochs.assign(header.partition_leader_epoch, header.base_offset);
         }
     }
-    if epochs != before {
-        leader_epoch::store(backend, dir, &epochs).await?;
-    }
-    Ok(epochs)
+    // On a full disk the file stays as it was until the log's next sync writes it; its extra
+    // entries start at or above this log end, so the next open cuts them again.
+    let stored = match epochs != before {
+        false => true,
+        true => match leader_epoch::store(backend, dir, &epochs).await {
+            Ok(()) => true,
+            Err(e) if e.is_disk_full() => false,
+            Err(e) => return Err(e),
+        },
+    };
+    Ok((epochs, stored))
 }
 
 impl<F: IoFile> LogState<F> {
@@ -1505,9 +1512,10 @@ impl<B: IoBackend> LogInner<B> {
         let written = self.state.borrow().segment_written;
         appender.sync().await?;
         // Every epoch starting below a recovery point must be in the epoch file (recovery scans
-        // only the batches above it).
-        self.store_epochs().await?;
-        if written > self.state.borrow().checkpointed {
+        // only the batches above it): on a full disk the recovery point waits (the file is
+        // replaced through a new one); a lower recovery point only makes recovery scan more.
+        let epochs_stored = self.store_epochs_unless_disk_full().await?;
+        if epochs_stored && written > self.state.borrow().checkpointed {
             self.checkpoint.set_recovery_point(written, true).await?;
         }
         let moved = {
@@ -1525,6 +1533,18 @@ impl<B: IoBackend> LogInner<B> {
         self.flushed.notify(usize::MAX);
         self.journal.on_flushed();
         Ok(())
+    }
+
+    /// `store_epochs`, false instead of an error on a full disk (retried at the next sync).
+    async fn store_epochs_unless_disk_full(&self) -> Result<bool> {
+        match self.store_epochs().await {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_disk_full() => {
+                tracing::debug!(dir = %self.dir.display(), "leader epoch file not written: disk full");
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Writes the leader epoch file if the cache changed since it was last written.
@@ -1566,8 +1586,7 @@ impl<B: IoBackend> LogInner<B> {
             let clean = st.poisoned.is_none() && st.segment_synced == st.log_end && st.unflushed.is_empty();
             (clean, st.segment_synced, st.producers.clone())
         };
-        if clean {
-            self.store_epochs().await?;
+        if clean && self.store_epochs_unless_disk_full().await? {
             producer_snapshot::write(&self.backend, &self.dir, &snapshot, synced).await?;
             self.record_recovery_point(synced, true).await;
         }

@@ -198,8 +198,9 @@ impl<B: IoBackend> LogInner<B> {
                 st.epochs_version += 1;
             }
         }
-        // Before new appends: an epoch entry of the dropped tail must not survive a crash.
-        self.store_epochs().await?;
+        // Before new appends: an epoch entry of the dropped tail must not survive a crash. On a
+        // full disk the next open cuts it anyway (it starts at or above the log end there).
+        self.store_epochs_unless_disk_full().await?;
         self.checkpoint.end_truncation(truncated.end).await?;
         let end = truncated.end;
         *appender = truncated.appender;
