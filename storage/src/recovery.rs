@@ -250,15 +250,12 @@ pub(crate) async fn recover<B: IoBackend>(backend: &B, dir: &Path, config: &LogC
     }
     let appender = match last {
         Some((valid_size, segment)) => {
-            let align = segment.file.alignment();
-            let tail_start = align_down(valid_size, align);
-            let tail = segment.file.read_at(tail_start, (valid_size - tail_start) as usize).await?.to_vec();
             segment.meta.borrow_mut().sealed = false;
             // The active segment's index lives in memory; stale index files must not survive.
             for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
                 let _ = backend.remove(&segment_path(dir, segment.base_offset, suffix)).await;
             }
-            SegmentAppender::new(segment, valid_size, tail, config.allocate_step_bytes())
+            active_appender(segment, valid_size, config).await?
         }
         None => {
             let appender = create_segment(backend, dir, recorded.log_start.max(0), config).await?;
@@ -271,6 +268,14 @@ pub(crate) async fn recover<B: IoBackend>(backend: &B, dir: &Path, config: &LogC
     let log_start = recorded.log_start.max(first_base).min(log_end);
     let producers = finish_replay(backend, dir, replay, &segments, log_start, log_end).await?;
     Ok(Recovered { segments, appender, log_start, log_end, checkpoint, producers, cleaned_to })
+}
+
+/// The appender of `segment` as the active segment, whose file holds `valid_size` valid bytes
+/// (its partial last block is read back: the next write rewrites it).
+pub(crate) async fn active_appender<F: IoFile>(segment: Rc<Segment<F>>, valid_size: u64, config: &LogConfig) -> Result<SegmentAppender<F>> {
+    let tail_start = align_down(valid_size, segment.file.alignment());
+    let tail = segment.file.read_at(tail_start, (valid_size - tail_start) as usize).await?.to_vec();
+    Ok(SegmentAppender::new(segment, valid_size, tail, config.allocate_step_bytes()))
 }
 
 /// A crash during compaction leaves `<segment file>.cleaned` files that were never swapped in:
@@ -314,7 +319,7 @@ async fn finish_replay<B: IoBackend>(
     Ok(replay.state)
 }
 
-fn with_dir(e: Error, dir: &Path) -> Error {
+pub(crate) fn with_dir(e: Error, dir: &Path) -> Error {
     match e {
         Error::CorruptLog { path, position, reason } => Error::CorruptLog { path: dir.join(path), position, reason },
         other => other,

@@ -28,9 +28,9 @@ use crate::compaction::write_checkpoint;
 use crate::config::LogConfig;
 use crate::constants::*;
 use crate::error::{Error, Result};
-use crate::io::{align_down, IoBackend, IoFile};
+use crate::io::{IoBackend, IoFile};
 use crate::producer_snapshot;
-use crate::recovery::{remove_segment_files, scan_for_truncation};
+use crate::recovery::{active_appender, remove_segment_files, scan_for_truncation, with_dir};
 use crate::segment::{segment_path, Segment};
 use crate::segment_appender::SegmentAppender;
 
@@ -60,7 +60,7 @@ pub(super) async fn truncate_files<B: IoBackend>(
     let gaps = cleaned_to.is_some();
     let (&cut_base, cut) = segments.range(..=offset).next_back().or_else(|| segments.first_key_value()).expect("a log has a segment");
     let cut = cut.clone();
-    let scan = scan_for_truncation(&cut, offset, config.index_interval_bytes, gaps).await.map_err(|e| in_dir(e, dir))?;
+    let scan = scan_for_truncation(&cut, offset, config.index_interval_bytes, gaps).await.map_err(|e| with_dir(e, dir))?;
     // Readers stop at the cut before the file shrinks under them.
     {
         let mut meta = cut.meta.borrow_mut();
@@ -102,19 +102,9 @@ pub(super) async fn truncate_files<B: IoBackend>(
     for snapshot in producer_snapshot::list(backend, dir).await?.into_iter().filter(|&at| at > end) {
         producer_snapshot::remove(backend, dir, snapshot).await?;
     }
-    let align = cut.file.alignment();
-    let tail_start = align_down(scan.valid_size, align);
-    let tail = cut.file.read_at(tail_start, (scan.valid_size - tail_start) as usize).await?.to_vec();
-    let appender = SegmentAppender::new(cut, scan.valid_size, tail, config.allocate_step_bytes());
+    let appender = active_appender(cut, scan.valid_size, config).await?;
     tracing::info!(dir = %dir.display(), offset, end, deleted_segments = above.len(), "log truncated");
     Ok(Truncated { end, segments, appender, cleaned_to })
-}
-
-fn in_dir(e: Error, dir: &Path) -> Error {
-    match e {
-        Error::CorruptLog { path, position, reason } => Error::CorruptLog { path: dir.join(path), position, reason },
-        e => e,
-    }
 }
 
 impl<B: IoBackend> Log<B> {
