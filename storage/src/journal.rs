@@ -894,65 +894,114 @@ async fn sync_written<B: IoBackend>(inner: &Rc<JournalInner<B>>) -> Result<()> {
     Ok(())
 }
 
-/// Bytes to write into one file: its start position and contents (block-aligned).
-struct FileWrite {
+/// One file's part of a round: its block-aligned start and the bytes from there (the previous
+/// round's partial tail block, then the new entries).
+struct FilePlan {
     slot: usize,
     start: u64,
-    bytes: Vec<u8>,
+    len: usize,
+}
+
+/// Bytes for one file assembled straight in the DMA buffers that are written (one copy of each
+/// batch per round): pieces of `piece` bytes (the last one shorter), zero-padded to the block.
+struct Pieces<Buf> {
+    bufs: Vec<Buf>,
+    piece: usize,
+    at: usize,
+}
+
+impl<Buf: IoBuf> Pieces<Buf> {
+    fn new<F: IoFile<Buf = Buf>>(file: &F, padded: usize, piece: usize) -> Self {
+        debug_assert!(piece > 0 && padded % file.alignment() as usize == 0);
+        let bufs = (0..padded.div_ceil(piece)).map(|i| file.alloc_buf((padded - i * piece).min(piece))).collect();
+        Pieces { bufs, piece, at: 0 }
+    }
+
+    fn put(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let (i, off) = (self.at / self.piece, self.at % self.piece);
+            let dst = &mut self.bufs[i].as_mut_slice()[off..];
+            let n = dst.len().min(bytes.len());
+            dst[..n].copy_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+            self.at += n;
+        }
+    }
+
+    /// Zeroes the padding after the last byte put.
+    fn pad(&mut self) {
+        for (i, buf) in self.bufs.iter_mut().enumerate() {
+            let slice = buf.as_mut_slice();
+            let from = self.at.saturating_sub(i * self.piece).min(slice.len());
+            slice[from..].fill(0);
+        }
+    }
+
+    /// A copy of `[from, to)`, which lies inside one piece (a block never straddles two).
+    fn copy_range(&self, from: usize, to: usize) -> Vec<u8> {
+        if from == to {
+            return Vec::new();
+        }
+        let i = from / self.piece;
+        debug_assert_eq!(i, (to - 1) / self.piece);
+        self.bufs[i].as_slice()[from - i * self.piece..to - i * self.piece].to_vec()
+    }
 }
 
 async fn round<B: IoBackend>(inner: &Rc<JournalInner<B>>, work: Vec<Pending>) -> Result<()> {
-    let align = {
-        let st = inner.st.borrow();
-        st.slots[0].file.alignment()
-    };
-    let mut writes = Vec::new();
     let mut closed = Vec::new();
     let mut progress: HashMap<LogId, i64> = HashMap::new();
+    let mut writes = Vec::new();
     {
         let mut st = inner.st.borrow_mut();
-        let mut current = FileWrite { slot: st.wr_slot, start: align_down(st.wr_pos, align), bytes: std::mem::take(&mut st.tail) };
-        for item in work {
-            let (slot, pos) = match &item {
-                Pending::Batch { slot, pos, .. } | Pending::Switch { slot, pos } => (*slot, *pos),
-            };
-            if slot != current.slot {
-                writes.push(current);
-                current = FileWrite { slot, start: 0, bytes: Vec::new() };
+        let align = st.slots[0].file.alignment();
+        let plans = plan_files(&st, &work, align);
+        let mut items = work.into_iter();
+        let tail = std::mem::take(&mut st.tail);
+        for (n, plan) in plans.iter().enumerate() {
+            let file = st.slots[plan.slot].file.clone();
+            let padded = align_up(plan.len as u64, align) as usize;
+            // Whole blocks per piece: the tail block then lies in one piece.
+            let piece = (align_down(inner.config.write_bytes_max.min(file.max_write_bytes()) as u64, align).max(align)) as usize;
+            let mut pieces = Pieces::new(&*file, padded, piece);
+            if n == 0 {
+                pieces.put(&tail);
             }
-            debug_assert_eq!(current.start + current.bytes.len() as u64, pos, "entries are written where they were reserved");
-            let seq = st.slots[slot].seq;
-            match item {
-                Pending::Batch { log, key, kind, generation, data, end_offset, .. } => {
-                    let at = current.bytes.len();
-                    current.bytes.resize(at + ENTRY_HEADER_BYTES, 0);
-                    encode_header(&mut current.bytes[at..], kind, generation, seq, key, &data);
-                    current.bytes.extend_from_slice(&data);
-                    let e = progress.entry(log).or_insert(end_offset);
-                    *e = (*e).max(end_offset);
-                }
-                Pending::Switch { slot, .. } => {
-                    closed.push(slot);
-                    let at = current.bytes.len();
-                    current.bytes.resize(at + ENTRY_HEADER_BYTES, 0);
-                    encode_header(&mut current.bytes[at..], KIND_SWITCH, 0, seq, JournalKey { topic_id: 0, partition: -1 }, &[]);
+            let seq = st.slots[plan.slot].seq;
+            while pieces.at < plan.len {
+                let item = items.next().expect("the plan covers every entry");
+                let mut header = [0u8; ENTRY_HEADER_BYTES];
+                match item {
+                    Pending::Batch { log, key, kind, generation, data, end_offset, .. } => {
+                        encode_header(&mut header, kind, generation, seq, key, &data);
+                        pieces.put(&header);
+                        pieces.put(&data);
+                        let e = progress.entry(log).or_insert(end_offset);
+                        *e = (*e).max(end_offset);
+                    }
+                    Pending::Switch { slot, .. } => {
+                        closed.push(slot);
+                        encode_header(&mut header, KIND_SWITCH, 0, seq, JournalKey { topic_id: 0, partition: -1 }, &[]);
+                        pieces.put(&header);
+                    }
                 }
             }
+            debug_assert_eq!(pieces.at, plan.len);
+            if n + 1 == plans.len() {
+                let end = plan.start + plan.len as u64;
+                st.wr_slot = plan.slot;
+                st.wr_pos = end;
+                st.tail = pieces.copy_range((align_down(end, align) - plan.start) as usize, plan.len);
+            }
+            pieces.pad();
+            writes.push((plan.slot, file, plan.start, pieces));
         }
-        let end = current.start + current.bytes.len() as u64;
-        st.wr_slot = current.slot;
-        st.wr_pos = end;
-        let tail_from = (align_down(end, align) - current.start) as usize;
-        st.tail = current.bytes[tail_from..].to_vec();
-        writes.push(current);
+        debug_assert!(items.next().is_none());
     }
-    let files: Vec<Rc<B::File>> = {
-        let st = inner.st.borrow();
-        writes.iter().map(|w| st.slots[w.slot].file.clone()).collect()
-    };
+    let slots: Vec<usize> = writes.iter().map(|w| w.0).collect();
     let mut total = 0u64;
-    for (w, file) in writes.iter().zip(&files) {
-        total += write_padded(&**file, w, align, inner.config.write_bytes_max.min(file.max_write_bytes())).await?;
+    for (_, file, start, pieces) in writes {
+        total += write_pieces(&*file, start, pieces).await?;
     }
     inner.rounds.set(inner.rounds.get() + 1);
     inner.bytes_written.set(inner.bytes_written.get() + total);
@@ -963,29 +1012,40 @@ async fn round<B: IoBackend>(inner: &Rc<JournalInner<B>>, work: Vec<Pending>) ->
         let e = st.unsynced.entry(log).or_insert(end);
         *e = (*e).max(end);
     }
-    for w in &writes {
-        if !st.unsynced_files.contains(&w.slot) {
-            st.unsynced_files.push(w.slot);
+    for slot in slots {
+        if !st.unsynced_files.contains(&slot) {
+            st.unsynced_files.push(slot);
         }
     }
     st.unsynced_closed.extend(closed);
     Ok(())
 }
+/// Where each file's part of the round starts and how long it is, in `work`'s order.
+fn plan_files<F>(st: &JState<F>, work: &[Pending], align: u64) -> Vec<FilePlan> {
+    let mut plans = vec![FilePlan { slot: st.wr_slot, start: align_down(st.wr_pos, align), len: st.tail.len() }];
+    for item in work {
+        let (slot, pos, len) = match item {
+            Pending::Batch { slot, pos, data, .. } => (*slot, *pos, ENTRY_HEADER_BYTES + data.len()),
+            Pending::Switch { slot, pos } => (*slot, *pos, ENTRY_HEADER_BYTES),
+        };
+        if plans.last().is_some_and(|p| p.slot != slot) {
+            plans.push(FilePlan { slot, start: 0, len: 0 });
+        }
+        let current = plans.last_mut().expect("one plan at least");
+        debug_assert_eq!(current.start + current.len as u64, pos, "entries are written where they were reserved");
+        current.len += len;
+    }
+    plans
+}
 
-/// Writes `w` zero-padded to the block size, in concurrent pieces of at most `max` bytes.
-async fn write_padded<F: IoFile>(file: &F, w: &FileWrite, align: u64, max: usize) -> Result<u64> {
-    let padded = align_up(w.bytes.len() as u64, align) as usize;
+/// Writes one file's pieces (concurrently) from `start`; returns the bytes written.
+async fn write_pieces<F: IoFile>(file: &F, start: u64, pieces: Pieces<F::Buf>) -> Result<u64> {
     let mut pending = Vec::new();
-    let mut at = 0usize;
-    while at < padded {
-        let len = (padded - at).min(max);
-        let mut buf = file.alloc_buf(len);
-        let slice = buf.as_mut_slice();
-        let have = w.bytes.len().saturating_sub(at).min(len);
-        slice[..have].copy_from_slice(&w.bytes[at..at + have]);
-        slice[have..].fill(0);
-        pending.push((file.write_at(buf, w.start + at as u64), len));
-        at += len;
+    let mut at = start;
+    for buf in pieces.bufs {
+        let len = buf.as_slice().len();
+        pending.push((file.write_at(buf, at), len));
+        at += len as u64;
     }
     let (futures, lens): (Vec<_>, Vec<_>) = pending.into_iter().unzip();
     for (result, len) in futures::future::join_all(futures).await.into_iter().zip(lens) {
@@ -994,7 +1054,7 @@ async fn write_padded<F: IoFile>(file: &F, w: &FileWrite, align: u64, max: usize
             return Err(Error::Io(std::io::Error::new(std::io::ErrorKind::WriteZero, format!("short journal write: {written} of {len}"))));
         }
     }
-    Ok(padded as u64)
+    Ok(at - start)
 }
 
 fn notify<B: IoBackend>(inner: &JournalInner<B>, progress: &HashMap<LogId, i64>, synced: bool) {
