@@ -1631,6 +1631,20 @@ enum FlushStep {
     Wait(Option<Duration>),
 }
 
+/// The oldest unflushed batches, at most `LOG_FLUSH_WRITE_BYTES_MAX` of them (at least one).
+fn flush_work(unflushed: &VecDeque<Queued>) -> Vec<Queued> {
+    let mut bytes = 0;
+    unflushed
+        .iter()
+        .take_while(|q| {
+            let first = bytes == 0;
+            bytes += q.data.len();
+            first || bytes <= LOG_FLUSH_WRITE_BYTES_MAX
+        })
+        .cloned()
+        .collect()
+}
+
 /// The per-log segment flusher task.
 async fn writer_loop<B: IoBackend>(inner: Rc<LogInner<B>>, mut appender: SegmentAppender<B::File>) {
     loop {
@@ -1695,7 +1709,7 @@ fn next_step<B: IoBackend>(inner: &LogInner<B>) -> FlushStep {
             || st.closing
             || age_left.is_some_and(|d| d.is_zero()));
     if due && backoff.is_none() {
-        return FlushStep::Flush(st.unflushed.iter().cloned().collect());
+        return FlushStep::Flush(flush_work(&st.unflushed));
     }
     let sync_left = st.unsynced_since.map(|t| Duration::from_millis(LOG_SYNC_INTERVAL_MS).saturating_sub(t.elapsed()));
     // Written direct appends are synced soon: until then acks=all and (flush=always) the high
@@ -1730,5 +1744,23 @@ mod tests {
         assert!(delays.iter().all(|d| (lo..=hi).contains(d)), "within +-50%");
         let below = delays.iter().filter(|d| **d < Duration::from_millis(LOG_FLUSH_DELAY_MS)).count();
         assert!((300..700).contains(&below), "spread over the range: {below} of 1000 below the middle");
+    }
+
+    fn queued(value_len: usize) -> Queued {
+        let data = riptide_testkit::unkeyed_batch(1, Bytes::from(vec![7u8; value_len]), 0);
+        Queued { header: BatchHeader::parse(&data).unwrap(), data }
+    }
+
+    #[test]
+    fn log_flush_step_takes_at_most_its_bound() {
+        let unflushed: VecDeque<Queued> = (0..40).map(|_| queued(300 << 10)).collect();
+        let work = flush_work(&unflushed);
+        let bytes: usize = work.iter().map(|q| q.data.len()).sum();
+        assert!(bytes <= LOG_FLUSH_WRITE_BYTES_MAX, "{bytes} bytes in one step");
+        assert!(bytes + unflushed[work.len()].data.len() > LOG_FLUSH_WRITE_BYTES_MAX, "as much as fits");
+        // A batch larger than the bound still goes, alone.
+        let big: VecDeque<Queued> = [queued(LOG_FLUSH_WRITE_BYTES_MAX + 1), queued(10)].into_iter().collect();
+        assert_eq!(flush_work(&big).len(), 1);
+        assert!(flush_work(&VecDeque::new()).is_empty());
     }
 }
