@@ -25,6 +25,30 @@ const READ_MAX_BYTES: usize = 1 << 20;
 thread_local! {
     /// name -> (bytes, nanoseconds) accumulated over every timed run.
     static STATS: RefCell<BTreeMap<String, (u64, u128)>> = const { RefCell::new(BTreeMap::new()) };
+    /// name -> what the appends cost the device, accumulated over every timed run.
+    static DEVICE: RefCell<BTreeMap<String, Device>> = const { RefCell::new(BTreeMap::new()) };
+}
+
+/// Device writes behind a run of appends (storage's own counters, journal and segments).
+#[derive(Clone, Copy, Default)]
+struct Device {
+    payload_bytes: u64,
+    written_bytes: u64,
+    journal_bytes: u64,
+    direct_bytes: u64,
+    writes: u64,
+}
+
+fn record_device(name: &str, payload_bytes: u64, before: &storage::stats::StorageSnapshot, after: &storage::stats::StorageSnapshot) {
+    DEVICE.with(|d| {
+        let mut d = d.borrow_mut();
+        let e = d.entry(name.to_string()).or_default();
+        e.payload_bytes += payload_bytes;
+        e.written_bytes += after.written_bytes - before.written_bytes;
+        e.journal_bytes += after.journal_bytes - before.journal_bytes;
+        e.direct_bytes += after.direct_bytes - before.direct_bytes;
+        e.writes += after.writes - before.writes;
+    });
 }
 
 fn record(name: &str, bytes: u64, elapsed: Duration) {
@@ -64,9 +88,11 @@ fn fresh_dir(root: &Path) -> PathBuf {
 }
 
 /// Appends `iters` batches from `producers` tasks; acks=1 style (no per-batch wait) unless
-/// `acks_all`; ends with a flush. Returns elapsed time.
-async fn run_append(root: &Path, flush: FlushPolicy, batch: &Bytes, iters: u64, producers: usize, acks_all: bool) -> Duration {
+/// `acks_all`; ends with a flush. Returns elapsed time and the storage counters before and
+/// after (opening the log, which zero-fills its journal, is not counted).
+async fn run_append(root: &Path, flush: FlushPolicy, batch: &Bytes, iters: u64, producers: usize, acks_all: bool) -> (Duration, [storage::stats::StorageSnapshot; 2]) {
     let log = Rc::new(Log::open(DmaBackend::new(), fresh_dir(root), bench_config(flush)).await.unwrap());
+    let before = storage::stats::snapshot();
     let start = Instant::now();
     let per = iters.div_ceil(producers as u64);
     let mut tasks = Vec::new();
@@ -86,9 +112,10 @@ async fn run_append(root: &Path, flush: FlushPolicy, batch: &Bytes, iters: u64, 
     }
     log.flush().await.unwrap();
     let elapsed = start.elapsed();
+    let after = storage::stats::snapshot();
     let log = Rc::try_unwrap(log).ok().expect("sole owner");
     log.remove().await.unwrap();
-    elapsed
+    (elapsed, [before, after])
 }
 
 /// Raw baseline: `iters` sequential O_DIRECT writes of `size` bytes (queue depth 1) on a fresh
@@ -151,9 +178,10 @@ fn bench_append(c: &mut Criterion, ex: &LocalExecutor, root: &Path) {
             let name = format!("log_append_{pname}/{label}");
             group.bench_function(BenchmarkId::new(format!("log_append_{pname}"), label), |b| {
                 b.iter_custom(|iters| {
-                    let d = ex.run(run_append(root, policy, &batch, iters, producers, acks_all));
+                    let (d, [before, after]) = ex.run(run_append(root, policy, &batch, iters, producers, acks_all));
                     let done = iters.div_ceil(producers as u64) * producers as u64;
                     record(&name, done * size as u64, d);
+                    record_device(&name, done * size as u64, &before, &after);
                     d.mul_f64(iters as f64 / done as f64)
                 })
             });
@@ -226,6 +254,13 @@ fn write_summary() {
                 entry.insert("ratio_vs_raw_2MiB".into(), serde_json::json!((mbps(name) / large * 1000.0).round() / 1000.0));
             }
         }
+        if let Some(dev) = DEVICE.with(|d| d.borrow().get(name).copied()).filter(|d| d.payload_bytes > 0) {
+            let per_payload = |bytes: u64| serde_json::json!((bytes as f64 / dev.payload_bytes as f64 * 1000.0).round() / 1000.0);
+            entry.insert("device_bytes_per_payload_byte".into(), per_payload(dev.written_bytes));
+            entry.insert("journal_bytes_per_payload_byte".into(), per_payload(dev.journal_bytes));
+            entry.insert("direct_bytes_per_payload_byte".into(), per_payload(dev.direct_bytes));
+            entry.insert("mean_write_bytes".into(), serde_json::json!(dev.written_bytes / dev.writes.max(1)));
+        }
         results.insert(name.clone(), serde_json::Value::Object(entry));
     }
     let summary = serde_json::json!({
@@ -247,6 +282,7 @@ fn main() {
         .measurement_time(Duration::from_secs(3))
         .configure_from_args();
     let tmp = tempfile::tempdir_in(Path::new(env!("CARGO_MANIFEST_DIR")).join("../target")).unwrap();
+    // glommio's default DMA pool (10 MiB), the broker's default `io.memory.bytes` too.
     let ex = LocalExecutor::default();
     prime(&ex, tmp.path());
     bench_append(&mut c, &ex, tmp.path());
