@@ -47,11 +47,12 @@ pub const LOG_DIRECT_SYNC_DELAY_MS: u64 = 50;
 pub const SEGMENT_WRITES_CONCURRENT: u64 = 2;
 /// One segment write (a flush step) takes at most this much of a log's unflushed batches (at
 /// least one batch); the rest goes in the next step, at once if still due. Bounds the DMA
-/// memory segment writes hold per shard (`SEGMENT_WRITES_CONCURRENT` x this, 8 MiB) well inside
-/// the executor's registered pool (`io.memory.bytes`, 32 MiB by default): a log flushing all of
-/// its `LOG_UNFLUSHED_BYTES_MAX` at once took 32 MiB with two logs writing, and the buffers the
+/// memory segment writes hold per shard (`SEGMENT_WRITES_CONCURRENT` x this, 8 MiB) inside the
+/// executor's DMA pool (`io.memory.bytes`, 10 MiB by default): a log flushing all of its
+/// `LOG_UNFLUSHED_BYTES_MAX` at once took up to 32 MiB with two logs writing, and the buffers the
 /// exhausted pool could not give came from fresh heap pages, faulted in by the copy (measured,
-/// one rdkafka_performance producer: ~30,000-45,000 page faults/s in the broker).
+/// one rdkafka_performance producer: 28,000-45,000 page faults/s in the broker, 5,000-10,000
+/// with the bound; 936 -> 1,021 MB/s, mean of 4 runs each).
 pub const LOG_FLUSH_WRITE_BYTES_MAX: usize = 2 * WRITE_CHUNK_BYTES_MAX;
 /// A syncfs round's leader waits this long before starting it, so that syncs asked for within
 /// the window (logs finishing their segment writes one after another) share the round. Acks
