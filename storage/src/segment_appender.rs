@@ -12,6 +12,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 
 use crate::batch::BatchHeader;
+use crate::constants::{SEGMENT_ALLOCATE_AHEAD_MIN_WRITE_BYTES, SEGMENT_ALLOCATE_AHEAD_WRITES};
 
 use crate::error::{Error, Result};
 use crate::io::{align_down, align_up, IoBuf, IoFile};
@@ -67,14 +68,16 @@ impl<F: IoFile> SegmentAppender<F> {
         }
     }
 
-    /// Reserves space so that `[0, end)` lies inside the file before it is written: a whole
-    /// step ahead if the disk has room, else exactly what this write needs (a nearly full disk
-    /// still takes every batch that fits).
-    async fn ensure_allocated(&mut self, end: u64) -> Result<()> {
+    /// Reserves space so that `[0, end)` lies inside the file before this write of `len` bytes:
+    /// rounded up to a step, plus room for further writes of a large one
+    /// (`SEGMENT_ALLOCATE_AHEAD_MIN_WRITE_BYTES`), if the disk has room; else exactly what this
+    /// write needs (a nearly full disk still takes every batch that fits).
+    async fn ensure_allocated(&mut self, end: u64, len: u64) -> Result<()> {
         if end <= self.allocated_end {
             return Ok(());
         }
-        let step = end.div_ceil(self.allocate_step) * self.allocate_step;
+        let ahead = if len >= SEGMENT_ALLOCATE_AHEAD_MIN_WRITE_BYTES { SEGMENT_ALLOCATE_AHEAD_WRITES * len } else { 0 };
+        let step = (end + ahead).div_ceil(self.allocate_step) * self.allocate_step;
         let target = match self.segment.file.allocate(step).await {
             Ok(()) => step,
             Err(e) if is_enospc(&e) && step > end => {
@@ -156,7 +159,7 @@ impl<F: IoFile> SegmentAppender<F> {
         debug_assert_eq!(chunk as u64 % align, 0);
         // On any error below the staged batches stay staged (and counted) until the caller
         // discards them or poisons the log.
-        self.ensure_allocated(start + padded as u64).await?;
+        self.ensure_allocated(start + padded as u64, padded as u64).await?;
         let staged = std::mem::take(&mut self.staged);
         let mut source = std::iter::once(&self.tail[..]).chain(staged.iter().map(|b| &b[..]));
         let mut current: &[u8] = source.next().unwrap_or(&[]);

@@ -101,3 +101,27 @@ fn segment_roll_active_segment_reserves_no_space_ahead() {
         assert!(size <= data.div_ceil(4096) * 4096, "active segment of {data} data bytes takes {size} bytes on disk");
     });
 }
+
+/// A log streaming big writes reserves room for two more of them (fallocate before every third
+/// write, not each), and gives it back when the segment is closed.
+#[test]
+fn segment_roll_big_writes_reserve_two_more_and_give_them_back() {
+    run(|| async {
+        let backend = FaultyBackend::new();
+        let mut cfg = config();
+        cfg.segment_bytes = 1 << 30;
+        cfg.max_batch_bytes = 4 << 20;
+        let log = Log::open(backend.clone(), "/d/t-0".into(), cfg).await.unwrap();
+        let b = batch(3, 0, 500_000);
+        let write = b.len().div_ceil(4096) as u64 * 4096;
+        assert!(write >= 1 << 20, "one write of {write} bytes: a big one");
+        append_flushed(&log, b.clone()).await;
+        let seg = std::path::PathBuf::from("/d/t-0/00000000000000000000.log");
+        let size = backend.file_size(&seg).expect("the active segment exists");
+        assert!(size >= 3 * write && size <= 3 * write + 4096, "{size} bytes reserved for writes of {write}");
+        append_flushed(&log, b.clone()).await;
+        assert_eq!(backend.file_size(&seg), Some(size), "the second write lands in the reserved space");
+        log.close().await.unwrap();
+        assert_eq!(backend.file_size(&seg), Some(2 * b.len() as u64), "closed: the segment is its data");
+    });
+}
