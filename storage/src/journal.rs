@@ -1020,6 +1020,7 @@ async fn round<B: IoBackend>(inner: &Rc<JournalInner<B>>, work: Vec<Pending>) ->
     st.unsynced_closed.extend(closed);
     Ok(())
 }
+
 /// Where each file's part of the round starts and how long it is, in `work`'s order.
 fn plan_files<F>(st: &JState<F>, work: &[Pending], align: u64) -> Vec<FilePlan> {
     let mut plans = vec![FilePlan { slot: st.wr_slot, start: align_down(st.wr_pos, align), len: st.tail.len() }];
