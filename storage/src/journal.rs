@@ -42,7 +42,7 @@ use futures::future::select;
 use crate::checkpoint::GENERATION_MASK;
 use crate::constants::*;
 use crate::error::{Error, Result};
-use crate::io::{align_down, align_up, IoBackend, IoBuf, IoFile};
+use crate::io::{align_down, align_up, IoBackend, IoBuf, IoFile, Pieces};
 
 const MAGIC: u32 = 0x524a_4e4c; // "RJNL"
 const KIND_BATCH: u8 = 1;
@@ -902,52 +902,6 @@ struct FilePlan {
     len: usize,
 }
 
-/// Bytes for one file assembled straight in the DMA buffers that are written (one copy of each
-/// batch per round): pieces of `piece` bytes (the last one shorter), zero-padded to the block.
-struct Pieces<Buf> {
-    bufs: Vec<Buf>,
-    piece: usize,
-    at: usize,
-}
-
-impl<Buf: IoBuf> Pieces<Buf> {
-    fn new<F: IoFile<Buf = Buf>>(file: &F, padded: usize, piece: usize) -> Self {
-        debug_assert!(piece > 0 && padded % file.alignment() as usize == 0);
-        let bufs = (0..padded.div_ceil(piece)).map(|i| file.alloc_buf((padded - i * piece).min(piece))).collect();
-        Pieces { bufs, piece, at: 0 }
-    }
-
-    fn put(&mut self, mut bytes: &[u8]) {
-        while !bytes.is_empty() {
-            let (i, off) = (self.at / self.piece, self.at % self.piece);
-            let dst = &mut self.bufs[i].as_mut_slice()[off..];
-            let n = dst.len().min(bytes.len());
-            dst[..n].copy_from_slice(&bytes[..n]);
-            bytes = &bytes[n..];
-            self.at += n;
-        }
-    }
-
-    /// Zeroes the padding after the last byte put.
-    fn pad(&mut self) {
-        for (i, buf) in self.bufs.iter_mut().enumerate() {
-            let slice = buf.as_mut_slice();
-            let from = self.at.saturating_sub(i * self.piece).min(slice.len());
-            slice[from..].fill(0);
-        }
-    }
-
-    /// A copy of `[from, to)`, which lies inside one piece (a block never straddles two).
-    fn copy_range(&self, from: usize, to: usize) -> Vec<u8> {
-        if from == to {
-            return Vec::new();
-        }
-        let i = from / self.piece;
-        debug_assert_eq!(i, (to - 1) / self.piece);
-        self.bufs[i].as_slice()[from - i * self.piece..to - i * self.piece].to_vec()
-    }
-}
-
 async fn round<B: IoBackend>(inner: &Rc<JournalInner<B>>, work: Vec<Pending>) -> Result<()> {
     let mut closed = Vec::new();
     let mut progress: HashMap<LogId, i64> = HashMap::new();
@@ -968,7 +922,7 @@ async fn round<B: IoBackend>(inner: &Rc<JournalInner<B>>, work: Vec<Pending>) ->
                 pieces.put(&tail);
             }
             let seq = st.slots[plan.slot].seq;
-            while pieces.at < plan.len {
+            while pieces.len() < plan.len {
                 let item = items.next().expect("the plan covers every entry");
                 let mut header = [0u8; ENTRY_HEADER_BYTES];
                 match item {
@@ -986,7 +940,7 @@ async fn round<B: IoBackend>(inner: &Rc<JournalInner<B>>, work: Vec<Pending>) ->
                     }
                 }
             }
-            debug_assert_eq!(pieces.at, plan.len);
+            debug_assert_eq!(pieces.len(), plan.len);
             if n + 1 == plans.len() {
                 let end = plan.start + plan.len as u64;
                 st.wr_slot = plan.slot;
@@ -1001,7 +955,7 @@ async fn round<B: IoBackend>(inner: &Rc<JournalInner<B>>, work: Vec<Pending>) ->
     let slots: Vec<usize> = writes.iter().map(|w| w.0).collect();
     let mut total = 0u64;
     for (_, file, start, pieces) in writes {
-        total += write_pieces(&*file, start, pieces).await?;
+        total += pieces.write(&*file, start, "journal").await?;
     }
     inner.rounds.set(inner.rounds.get() + 1);
     inner.bytes_written.set(inner.bytes_written.get() + total);
@@ -1037,25 +991,6 @@ fn plan_files<F>(st: &JState<F>, work: &[Pending], align: u64) -> Vec<FilePlan> 
         current.len += len;
     }
     plans
-}
-
-/// Writes one file's pieces (concurrently) from `start`; returns the bytes written.
-async fn write_pieces<F: IoFile>(file: &F, start: u64, pieces: Pieces<F::Buf>) -> Result<u64> {
-    let mut pending = Vec::new();
-    let mut at = start;
-    for buf in pieces.bufs {
-        let len = buf.as_slice().len();
-        pending.push((file.write_at(buf, at), len));
-        at += len as u64;
-    }
-    let (futures, lens): (Vec<_>, Vec<_>) = pending.into_iter().unzip();
-    for (result, len) in futures::future::join_all(futures).await.into_iter().zip(lens) {
-        let written = result?;
-        if written != len {
-            return Err(Error::Io(std::io::Error::new(std::io::ErrorKind::WriteZero, format!("short journal write: {written} of {len}"))));
-        }
-    }
-    Ok(at - start)
 }
 
 fn notify<B: IoBackend>(inner: &JournalInner<B>, progress: &HashMap<LogId, i64>, synced: bool) {

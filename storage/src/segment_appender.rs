@@ -14,8 +14,8 @@ use bytes::Bytes;
 use crate::batch::BatchHeader;
 use crate::constants::{SEGMENT_ALLOCATE_AHEAD_MIN_WRITE_BYTES, SEGMENT_ALLOCATE_AHEAD_WRITES};
 
-use crate::error::{Error, Result};
-use crate::io::{align_down, align_up, IoBuf, IoFile};
+use crate::error::Result;
+use crate::io::{align_down, align_up, IoFile, Pieces};
 use crate::segment::Segment;
 use crate::segment_index::IndexMark;
 
@@ -142,8 +142,9 @@ impl<F: IoFile> SegmentAppender<F> {
     }
 
     /// Writes every staged batch. The byte stream `tail + staged batches` is cut at block-aligned
-    /// positions into pieces of at most `IoFile::max_write_bytes`; pieces never overlap, so they are
-    /// submitted concurrently; only the last one is zero-padded. Returns bytes appended.
+    /// positions into pieces of at most `IoFile::max_write_bytes` (`Pieces`); pieces never
+    /// overlap, so they are submitted concurrently; only the last one is zero-padded. Returns
+    /// bytes appended.
     /// Does not fsync.
     pub async fn write_staged(&mut self) -> Result<u64> {
         let appended = self.staged_bytes;
@@ -161,44 +162,14 @@ impl<F: IoFile> SegmentAppender<F> {
         // discards them or poisons the log.
         self.ensure_allocated(start + padded as u64, padded as u64).await?;
         let staged = std::mem::take(&mut self.staged);
-        let mut source = std::iter::once(&self.tail[..]).chain(staged.iter().map(|b| &b[..]));
-        let mut current: &[u8] = source.next().unwrap_or(&[]);
-        let mut writes = Vec::new();
-        let mut new_tail = Vec::new();
-        let mut at = 0usize;
-        while at < padded {
-            let len = (padded - at).min(chunk);
-            let mut buf = file.alloc_buf(len);
-            let slice = buf.as_mut_slice();
-            let mut filled = 0;
-            while filled < len && at + filled < used {
-                while current.is_empty() {
-                    current = source.next().expect("staged bytes cover the used length");
-                }
-                let n = current.len().min(len - filled);
-                slice[filled..filled + n].copy_from_slice(&current[..n]);
-                current = &current[n..];
-                filled += n;
-            }
-            slice[filled..].fill(0);
-            if at + len >= used {
-                let tail_from = align_down(used as u64, align) as usize - at;
-                new_tail = slice[tail_from..used - at].to_vec();
-            }
-            writes.push((file.write_at(buf, start + at as u64), len));
-            at += len;
+        let mut pieces = Pieces::new(&*file, padded, chunk);
+        pieces.put(&self.tail);
+        for batch in &staged {
+            pieces.put(batch);
         }
-        let (futures, lens): (Vec<_>, Vec<_>) = writes.into_iter().unzip();
-        let results = futures::future::join_all(futures).await;
-        for (result, len) in results.into_iter().zip(lens) {
-            let written = result?;
-            if written != len {
-                return Err(Error::Io(std::io::Error::new(
-                    std::io::ErrorKind::WriteZero,
-                    format!("short write: {written} of {len} bytes"),
-                )));
-            }
-        }
+        let new_tail = pieces.copy_range(align_down(used as u64, align) as usize, used);
+        pieces.pad();
+        pieces.write(&*file, start, "segment").await?;
         self.tail = new_tail;
         self.file_end += appended;
         self.staged_bytes = 0;

@@ -7,6 +7,7 @@
 mod dma;
 mod faulty;
 pub mod sync_group;
+mod pieces;
 
 use std::io;
 use std::path::Path;
@@ -15,6 +16,7 @@ use bytes::Bytes;
 
 pub use dma::{blocking, DmaBackend, DmaIoFile};
 pub use sync_group::{SyncGroup, SyncMode, Syncer};
+pub(crate) use pieces::Pieces;
 pub use faulty::{FaultyBackend, FaultyFile, Faults};
 
 /// An owned, aligned write buffer.
