@@ -55,6 +55,10 @@ pub const CONNECTIONS_MAX_IDLE_MS_DEFAULT: u64 = 600_000;
 /// arrived, so a connection holds at most this much memory outside the budget while it waits
 /// for room (the same order as its read buffer).
 pub const REQUEST_READ_CHUNK_BYTES: usize = 256 * 1024;
+/// Address space reserved at once for a request payload (not touched until its bytes arrive):
+/// produce requests of the usual clients (1 MB batches, a few partitions per request) fit, so
+/// they are read in place without reallocations.
+pub const REQUEST_RESERVE_AHEAD_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// Largest request of any API but Produce. Decoding multiplies a request's size in memory (a
 /// 2-byte Metadata topic on the wire becomes a 128-byte struct: fuzz finding F5) while the
 /// request budget counts wire bytes, so only Produce, whose records stay as they arrived, may
