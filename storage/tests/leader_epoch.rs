@@ -157,3 +157,35 @@ fn leader_epoch_log_start_moves_cut_the_cache_from_the_start() {
         assert_eq!(log.leader_epochs(), entries(&[(2, 4), (3, 6)]));
     });
 }
+
+/// The disk fills up after a big write reserved room ahead in the segment: a new epoch's batch
+/// still reaches the segment file (written in place) and is synced, but its epoch file cannot be
+/// created. The log is not poisoned, the recovery point waits (so a power loss rebuilds the epoch
+/// from the batches above it), and the file is written once space is back.
+#[test]
+fn leader_epoch_file_on_a_full_disk_does_not_poison_and_is_written_later() {
+    run(|| async {
+        let backend = FaultyBackend::new();
+        let big_batches = LogConfig { max_batch_bytes: 2 << 20, ..config() };
+        let log = Log::open(backend.clone(), DIR.into(), big_batches.clone()).await.unwrap();
+        let big = with_epoch(&with_base(&batch(1, 0, 1_200_000), 0), 1);
+        append_at_synced(&log, big).await;
+        log.flush().await.unwrap();
+        backend.set_faults(Faults { disk_full: true, ..Faults::default() });
+        append_at_synced(&log, leader_batch(1, 2)).await;
+        log.flush().await.expect("the segment write lands in reserved space");
+        assert!(log.poisoned().is_none(), "a full disk does not poison the log");
+        let want = entries(&[(1, 0), (2, 1)]);
+        assert_eq!(log.leader_epochs(), want);
+        drop(log);
+        backend.crash();
+        let log = Log::open(backend.clone(), DIR.into(), big_batches.clone()).await.unwrap();
+        assert_eq!(log.leader_epochs(), want, "epoch 2 rebuilt after a power loss: the recovery point waited for its file");
+        backend.set_faults(Faults::default());
+        append_at_synced(&log, leader_batch(4, 2)).await;
+        log.close().await.unwrap();
+        let log = Log::open(backend.clone(), DIR.into(), big_batches).await.unwrap();
+        assert_eq!(log.leader_epochs(), want, "from the file written once space was back");
+        assert_eq!(log.log_end_offset(), 7);
+    });
+}
