@@ -9,6 +9,7 @@ use bytes::Bytes;
 use common::{batch, encode_request};
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
@@ -81,6 +82,19 @@ fn delete_records() -> DeleteRecordsRequest {
     t.name = name("seed");
     t.partitions = vec![p];
     let mut req = DeleteRecordsRequest::default();
+    req.topics = vec![t];
+    req
+}
+
+fn offset_for_leader_epoch() -> OffsetForLeaderEpochRequest {
+    let mut p = OffsetForLeaderPartition::default();
+    p.current_leader_epoch = 0;
+    p.leader_epoch = 0;
+    let mut t = OffsetForLeaderTopic::default();
+    t.topic = name("seed");
+    t.partitions = vec![p];
+    let mut req = OffsetForLeaderEpochRequest::default();
+    req.replica_id = BrokerId(-1);
     req.topics = vec![t];
     req
 }
@@ -223,6 +237,7 @@ fn payloads(key: ApiKey, version: i16) -> Vec<Vec<u8>> {
         ApiKey::CreateTopics => both(key, version, create_topics()),
         ApiKey::DeleteTopics => both(key, version, delete_topics()),
         ApiKey::DeleteRecords => both(key, version, delete_records()),
+        ApiKey::OffsetForLeaderEpoch => both(key, version, offset_for_leader_epoch()),
         ApiKey::InitProducerId => both(key, version, InitProducerIdRequest::default()),
         ApiKey::DescribeConfigs => both(key, version, describe_configs()),
         ApiKey::CreatePartitions => both(key, version, create_partitions()),

@@ -24,6 +24,7 @@ const ADVERTISED: &[(i16, i16, i16)] = &[
     (20, 1, 6),  // DeleteTopics
     (21, 0, 2),  // DeleteRecords
     (22, 0, 4),  // InitProducerId
+    (23, 2, 4),  // OffsetForLeaderEpoch
     (32, 1, 4),  // DescribeConfigs
     (33, 0, 2),  // AlterConfigs
     (37, 0, 3),  // CreatePartitions

@@ -70,6 +70,37 @@ def test_confluent_consume_from_middle_offset(broker):
         c.close()
 
 
+def test_confluent_position_with_leader_epoch_is_validated(broker):
+    """An assignment carrying a leader epoch (as a committed offset does) makes librdkafka
+    validate the position with OffsetForLeaderEpoch (KIP-320) before fetching: the broker's
+    answer (epoch 0 ends at the log end) keeps the position, no truncation is detected."""
+    from confluent_kafka import Consumer, TopicPartition
+    import time, urllib.request, uuid
+
+    topic = unique_topic("ck-epoch")
+    create_topic(broker.bootstrap, topic, 1)
+    msgs = make_messages(100, 1, seed=104, tag="ck-epoch")
+    confluent_produce(broker.bootstrap, topic, msgs)
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": f"u-{uuid.uuid4().hex[:6]}",
+                  "enable.auto.commit": False, "auto.offset.reset": "error", "logger": RDLOG})
+    try:
+        c.assign([TopicPartition(topic, 0, 40, leader_epoch=0)])
+        deadline = time.monotonic() + 30
+        seen = []
+        while time.monotonic() < deadline and len(seen) < 60:
+            m = c.poll(0.2)
+            if m is None:
+                continue
+            assert m.error() is None, m.error()
+            seen.append(m.offset())
+        assert seen == list(range(40, 100))
+    finally:
+        c.close()
+    text = urllib.request.urlopen(f"http://{broker.admin}/metrics", timeout=10).read().decode()
+    calls = [l for l in text.splitlines() if l.startswith('riptide_kafka_requests_total{request="offset_for_leader_epoch"}')]
+    assert calls and float(calls[0].rsplit(" ", 1)[1]) >= 1, "librdkafka validated the position"
+
+
 @pytest.mark.parametrize("extra", [
     {"acks": "1"},
     {"acks": "0"},

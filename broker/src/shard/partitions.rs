@@ -29,6 +29,7 @@ pub enum PartitionRequest {
     WaitForData { parts: Vec<WaitPart>, wait_ms: u64 },
     ListOffsets(Vec<OffsetQuery>),
     DeleteRecords(Vec<DeleteRecordsQuery>),
+    EpochEndOffsets(Vec<EpochQuery>),
 }
 
 /// The answer to a `PartitionRequest`: one entry per partition, in request order.
@@ -39,6 +40,7 @@ pub enum PartitionReply {
     Woke,
     Offsets(Vec<OffsetAnswer>),
     DeleteRecords(Vec<DeleteRecordsAnswer>),
+    EpochEndOffsets(Vec<EpochAnswer>),
 }
 
 #[derive(Debug)]
@@ -130,6 +132,40 @@ pub struct DeleteRecordsAnswer {
 impl DeleteRecordsAnswer {
     pub fn failed(error: i16) -> DeleteRecordsAnswer {
         DeleteRecordsAnswer { error, low_watermark: -1 }
+    }
+}
+
+/// OffsetForLeaderEpoch for one partition: where `leader_epoch` ends in its log, checked
+/// against the epoch the asker believes current (-1 = no check).
+#[derive(Debug, Clone)]
+pub struct EpochQuery {
+    pub topic: StrBytes,
+    pub partition: i32,
+    pub current_leader_epoch: i32,
+    pub leader_epoch: i32,
+}
+
+/// The largest epoch at or below the asked one and the offset it ends at (the next epoch's
+/// start, or the log end for the latest), -1 and -1 if the log has none that old.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpochAnswer {
+    pub error: i16,
+    pub leader_epoch: i32,
+    pub end_offset: i64,
+}
+
+impl EpochAnswer {
+    pub fn failed(error: i16) -> EpochAnswer {
+        EpochAnswer { error, leader_epoch: -1, end_offset: -1 }
+    }
+}
+
+impl PartitionKeyed for EpochQuery {
+    fn topic(&self) -> &str {
+        self.topic.as_str()
+    }
+    fn partition(&self) -> i32 {
+        self.partition
     }
 }
 
@@ -249,6 +285,7 @@ impl PartitionService {
             }
             PartitionRequest::ListOffsets(q) => PartitionReply::Offsets(self.list_offsets(&q).await),
             PartitionRequest::DeleteRecords(q) => PartitionReply::DeleteRecords(self.delete_records(&q).await),
+            PartitionRequest::EpochEndOffsets(q) => PartitionReply::EpochEndOffsets(self.epoch_end_offsets(&q)),
         }
     }
 
@@ -397,6 +434,24 @@ impl PartitionService {
             out.push(answer);
         }
         out
+    }
+
+    /// As a Kafka leader answers OffsetForLeaderEpoch: an asker behind this node's epoch is
+    /// fenced, one ahead of it knows an epoch this node does not (yet).
+    pub fn epoch_end_offsets(&self, queries: &[EpochQuery]) -> Vec<EpochAnswer> {
+        let current = crate::constants::SINGLE_NODE_LEADER_EPOCH;
+        queries
+            .iter()
+            .map(|q| match self.get(&q.topic, q.partition) {
+                Err(code) => EpochAnswer::failed(code),
+                Ok(_) if q.current_leader_epoch >= 0 && q.current_leader_epoch < current => EpochAnswer::failed(FENCED_LEADER_EPOCH),
+                Ok(_) if q.current_leader_epoch > current => EpochAnswer::failed(UNKNOWN_LEADER_EPOCH),
+                Ok(partition) => {
+                    let (leader_epoch, end_offset) = partition.log.end_offset_for_epoch(q.leader_epoch);
+                    EpochAnswer { error: NONE, leader_epoch, end_offset }
+                }
+            })
+            .collect()
     }
 
     pub async fn delete_records(&self, queries: &[DeleteRecordsQuery]) -> Vec<DeleteRecordsAnswer> {

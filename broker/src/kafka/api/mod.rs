@@ -25,6 +25,7 @@ pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
 
@@ -92,6 +93,7 @@ pub const REGISTRY: &[Api] = &[
     create_topics::API,
     delete_topics::API,
     delete_records::API,
+    offset_for_leader_epoch::API,
     init_producer_id::API,
     describe_configs::API,
     create_partitions::API,
