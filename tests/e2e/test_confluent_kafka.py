@@ -41,61 +41,58 @@ def test_confluent_read_uncommitted_sees_same_data(broker):
     assert_same_messages(msgs, got, expected_offsets=delivered)
 
 
+def _consume_assigned(bootstrap, tp, count, extra=None):
+    """(offset, value) of the first `count` records a fresh consumer assigned `tp` reads
+    (30 s at most); any consumer error fails the test."""
+    from confluent_kafka import Consumer
+    import time, uuid
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"u-{uuid.uuid4().hex[:6]}",
+                  "enable.auto.commit": False, "logger": RDLOG, **(extra or {})})
+    try:
+        c.assign([tp])
+        deadline = time.monotonic() + 30
+        seen = []
+        while time.monotonic() < deadline and len(seen) < count:
+            m = c.poll(0.2)
+            if m is None:
+                continue
+            assert m.error() is None, m.error()
+            seen.append((m.offset(), m.value()))
+        return seen
+    finally:
+        c.close()
+
+
 def test_confluent_consume_from_middle_offset(broker):
     """Starting in the middle of a batch: records below the requested offset are skipped
     by the client, so the first record seen is exactly the requested one."""
-    from confluent_kafka import Consumer, TopicPartition
-    import time, uuid
+    from confluent_kafka import TopicPartition
 
     topic = unique_topic("ck-mid")
     create_topic(broker.bootstrap, topic, 1)
     msgs = make_messages(200, 1, seed=103, tag="ck-mid")
     # linger so that many records share a batch
     confluent_produce(broker.bootstrap, topic, msgs, extra={"linger.ms": 50})
-    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": f"u-{uuid.uuid4().hex[:6]}",
-                  "enable.auto.commit": False, "logger": RDLOG})
-    try:
-        c.assign([TopicPartition(topic, 0, 137)])
-        deadline = time.monotonic() + 30
-        seen = []
-        while time.monotonic() < deadline and len(seen) < 63:
-            m = c.poll(0.2)
-            if m is None:
-                continue
-            assert m.error() is None, m.error()
-            seen.append((m.offset(), m.value()))
-        assert [o for o, _ in seen] == list(range(137, 200))
-        assert [v for _, v in seen] == [m.value for m in msgs[137:]]
-    finally:
-        c.close()
+    seen = _consume_assigned(broker.bootstrap, TopicPartition(topic, 0, 137), 63)
+    assert [o for o, _ in seen] == list(range(137, 200))
+    assert [v for _, v in seen] == [m.value for m in msgs[137:]]
 
 
 def test_confluent_position_with_leader_epoch_is_validated(broker):
     """An assignment carrying a leader epoch (as a committed offset does) makes librdkafka
     validate the position with OffsetForLeaderEpoch (KIP-320) before fetching: the broker's
     answer (epoch 0 ends at the log end) keeps the position, no truncation is detected."""
-    from confluent_kafka import Consumer, TopicPartition
-    import time, urllib.request, uuid
+    from confluent_kafka import TopicPartition
+    import urllib.request
 
     topic = unique_topic("ck-epoch")
     create_topic(broker.bootstrap, topic, 1)
     msgs = make_messages(100, 1, seed=104, tag="ck-epoch")
     confluent_produce(broker.bootstrap, topic, msgs)
-    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": f"u-{uuid.uuid4().hex[:6]}",
-                  "enable.auto.commit": False, "auto.offset.reset": "error", "logger": RDLOG})
-    try:
-        c.assign([TopicPartition(topic, 0, 40, leader_epoch=0)])
-        deadline = time.monotonic() + 30
-        seen = []
-        while time.monotonic() < deadline and len(seen) < 60:
-            m = c.poll(0.2)
-            if m is None:
-                continue
-            assert m.error() is None, m.error()
-            seen.append(m.offset())
-        assert seen == list(range(40, 100))
-    finally:
-        c.close()
+    seen = _consume_assigned(broker.bootstrap, TopicPartition(topic, 0, 40, leader_epoch=0), 60,
+                             extra={"auto.offset.reset": "error"})
+    assert [o for o, _ in seen] == list(range(40, 100))
     text = urllib.request.urlopen(f"http://{broker.admin}/metrics", timeout=10).read().decode()
     calls = [l for l in text.splitlines() if l.startswith('riptide_kafka_requests_total{request="offset_for_leader_epoch"}')]
     assert calls and float(calls[0].rsplit(" ", 1)[1]) >= 1, "librdkafka validated the position"
