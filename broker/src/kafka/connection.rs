@@ -176,7 +176,7 @@ async fn read_payload<R: AsyncRead + Unpin>(reader: &mut R, size: usize, budget:
             // Measured with one librdkafka producer of 1 MB batches: growing from nothing by
             // doubling copied ~0.8 byte per byte received (8% of the broker's CPU).
             let piece = (size - filled).min(REQUEST_READ_CHUNK_BYTES);
-            let capacity = (payload.capacity() * 2).max(filled + piece).min(size);
+            let capacity = (payload.len() * 2).max(filled + piece).min(size);
             payload.reserve_exact(capacity - payload.len());
             payload.resize(filled + piece, 0);
         }
