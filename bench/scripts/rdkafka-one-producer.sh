@@ -43,10 +43,17 @@ else
         --default-partitions "$partitions" >"$data/broker.log" 2>&1 &
 fi
 broker_pid=$!
+up=false
 for _ in $(seq 100); do
-    (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
+    (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && { up=true; break; }
+    kill -0 "$broker_pid" 2>/dev/null || break
     sleep 0.1
 done
+if ! $up; then
+    echo "the broker did not start on 127.0.0.1:$port:" >&2
+    tail -n 20 "$data/broker.log" >&2
+    exit 1
+fi
 
 cpu_ticks() { awk '/^cpu /{print $2+$3+$4+$7+$8, $5, $6}' /proc/stat; }
 # The data directory's block device: sectors written (field 7), ms busy (10), ms weighted by the
