@@ -102,7 +102,13 @@ pub fn produce(args: ProduceArgs) -> Result<()> {
         if let Some(p) = args.partition {
             record = record.partition(p);
         }
-        send(&producer, record).map_err(|e| failed(format!("line {}: cannot produce to {}: {e}", i + 1, args.topic)))?;
+        match send(&producer, record) {
+            Ok(()) => {}
+            // librdkafka refuses an unknown partition at once when it already has the topic's
+            // metadata, else in the delivery report: one answer either way (no timing race).
+            Err((Some(RDKafkaErrorCode::UnknownPartition), why)) => producer.context().deliveries.lock().expect("not poisoned").push((i, Err(why))),
+            Err((_, why)) => return Err(failed(format!("line {}: cannot produce to {}: {why}", i + 1, args.topic))),
+        }
         count += 1;
     }
     producer.flush(cluster.timeout).map_err(|e| cluster.error("cannot deliver the records", &e))?;
@@ -123,8 +129,9 @@ fn split_line<'a>(line: &'a [u8], key: Option<&'a str>, sep: Option<&str>) -> Op
     }
 }
 
-/// Queues one record, waiting while librdkafka's queue is full; the error text otherwise.
-fn send<'a>(producer: &ThreadedProducer<CliContext>, mut record: BaseRecord<'a, [u8], [u8], Box<usize>>) -> std::result::Result<(), String> {
+/// Queues one record, waiting while librdkafka's queue is full; the error's code and text
+/// otherwise.
+fn send<'a>(producer: &ThreadedProducer<CliContext>, mut record: BaseRecord<'a, [u8], [u8], Box<usize>>) -> std::result::Result<(), (Option<RDKafkaErrorCode>, String)> {
     loop {
         match producer.send(record) {
             Ok(()) => return Ok(()),
@@ -132,7 +139,10 @@ fn send<'a>(producer: &ThreadedProducer<CliContext>, mut record: BaseRecord<'a, 
                 record = r;
                 std::thread::sleep(Duration::from_millis(5));
             }
-            Err((e, _)) => return Err(kafka_code(&e).map_or_else(|| e.to_string(), crate::error::describe_code)),
+            Err((e, _)) => {
+                let code = kafka_code(&e);
+                return Err((code, code.map_or_else(|| e.to_string(), crate::error::describe_code)));
+            }
         }
     }
 }
