@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import random
 import time
+import urllib.error
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 
@@ -242,3 +244,23 @@ def assert_same_messages(expected: list[Msg], got: dict[int, list], *, check_ts_
             assert p == m.partition, f"delivered to partition {p}, asked for {m.partition}"
             assert pos.get((p, off)) == m, (
                 f"acknowledged offset {p}@{off} holds {pos.get((p, off))}, expected {m.short()}")
+
+
+def http_get(url: str, timeout: float = 10.0) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def scrape(broker, timeout: float = 10.0) -> dict[str, float]:
+    """The broker's /metrics as {series (name + labels): value}."""
+    status, text = http_get(f"http://{broker.admin}/metrics", timeout)
+    assert status == 200, text
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            series, value = line.rsplit(" ", 1)
+            out[series] = float(value)
+    return out

@@ -10,37 +10,16 @@ import shutil
 import subprocess
 import time
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from conftest import free_port, _die_with_parent
-from kafka_helpers import confluent_consume, confluent_produce, create_topic, make_messages, unique_topic
+from kafka_helpers import confluent_consume, confluent_produce, create_topic, http_get, make_messages, scrape, unique_topic
 
 PARTITIONS = 4
 MESSAGES = 600
 SCRAPE_WAIT_S = 60
-
-
-def http_get(url: str, timeout: float = 10.0) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
-def scrape(broker) -> dict[str, float]:
-    """The broker's /metrics as {series (name + labels): value}."""
-    status, text = http_get(f"http://{broker.admin}/metrics")
-    assert status == 200, text
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            series, value = line.rsplit(" ", 1)
-            out[series] = float(value)
-    return out
 
 
 class Prometheus:

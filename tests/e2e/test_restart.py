@@ -8,7 +8,6 @@ import socket
 import subprocess
 import threading
 import time
-import urllib.request
 import uuid
 
 import pytest
@@ -20,7 +19,7 @@ from conftest import DEFAULT_RIPTIDE, api_versions_probe, free_port
 from kafka_helpers import (
     RDLOG,
     assert_same_messages, by_partition, confluent_consume, confluent_produce, create_topic,
-    make_messages, unique_topic, wait_for_topic, watermarks,
+    make_messages, scrape, unique_topic, wait_for_topic, watermarks,
 )
 
 PARTITIONS = 6
@@ -98,11 +97,10 @@ def test_restart_kill9_during_large_batch_produce_keeps_acked_messages(broker_fa
 
 def direct_appends(b) -> float:
     """riptide_storage_direct_appends_total from the broker's /metrics."""
-    text = urllib.request.urlopen(f"http://{b.admin}/metrics", timeout=5).read().decode()
-    for line in text.splitlines():
-        if line.startswith("riptide_storage_direct_appends_total "):
-            return float(line.split()[1])
-    raise AssertionError("no riptide_storage_direct_appends_total in /metrics")
+    value = scrape(b, timeout=5).get("riptide_storage_direct_appends_total")
+    if value is None:
+        raise AssertionError("no riptide_storage_direct_appends_total in /metrics")
+    return value
 
 
 def _kill9_during_produce(b, tag, producer_config, expect_direct=False):
