@@ -72,17 +72,18 @@ read -r busy0 idle0 iow0 < <(cpu_ticks)
 b0=$(proc_ticks "$broker_pid")
 read -r sect0 busyms0 qms0 < <(disk_stat)
 t0=$(date +%s.%N)
+# The loop below is the 120 s watchdog (a background `sleep; kill` subshell left its sleep
+# holding our stdout, so a caller piping us waited for it).
 "$perf" -P -t "$topic" -b 127.0.0.1:$port -s 1024 -a "$acks" -c "$count" -X linger.ms=5 \
     -X batch.size=1000000 >"$data/client.log" 2>&1 &
 client_pid=$!
-(sleep 120; kill "$client_pid" 2>/dev/null) &
-watchdog=$!
 c_ticks=0
+deadline=$((SECONDS + 120))
 while kill -0 "$client_pid" 2>/dev/null; do
     c_ticks=$(proc_ticks "$client_pid" 2>/dev/null || echo "$c_ticks")
+    ((SECONDS < deadline)) || kill "$client_pid" 2>/dev/null || true
     sleep 0.2
 done
-kill "$watchdog" 2>/dev/null || true
 wait "$client_pid" || { echo "rdkafka_performance failed:" >&2; tail -n 20 "$data/client.log" >&2; exit 1; }
 t1=$(date +%s.%N)
 read -r busy1 idle1 iow1 < <(cpu_ticks)
