@@ -11,17 +11,19 @@
 use super::api::{Registry, Reply, Request};
 use super::budget::{Held, RequestBudget};
 use super::frame::{self, FrameError};
+use super::socket_reader::SocketReader;
 use crate::config::NetConfig;
 use crate::constants::{CONNECTION_IN_FLIGHT_MAX, CONNECTION_READ_BUFFER_BYTES, NON_PRODUCE_REQUEST_MAX_BYTES, REQUEST_READ_CHUNK_BYTES, REQUEST_RESERVE_AHEAD_BYTES_MAX};
 use crate::shard::Shard;
 use bytes::Bytes;
 use futures::future::{select, Either, LocalBoxFuture};
-use futures::io::{BufReader, BufWriter};
+use futures::io::BufWriter;
 use futures::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt};
 use glommio::channels::local_channel::{self, LocalReceiver};
 use kafka_protocol::messages::ApiKey;
 use std::cell::Cell;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::pin::pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -70,12 +72,15 @@ enum Stop {
     Frame(FrameError),
 }
 
+/// Serves one connection. `stream` must be a connected socket that buffers no data of its own
+/// (glommio's unbuffered `TcpStream`): payloads are read from its descriptor directly.
 pub async fn serve<S>(shard: Rc<Shard>, registry: Rc<Registry>, budget: Rc<RequestBudget>, stream: S, peer: Option<SocketAddr>)
 where
-    S: AsyncRead + AsyncWrite + Unpin + 'static,
+    S: AsyncRead + AsyncWrite + AsRawFd + Unpin + 'static,
 {
+    let fd = stream.as_raw_fd();
     let (reader, writer) = stream.split();
-    let mut reader = BufReader::with_capacity(CONNECTION_READ_BUFFER_BYTES, reader);
+    let mut reader = SocketReader::new(reader, Some(fd), CONNECTION_READ_BUFFER_BYTES);
     let (tx, rx) = local_channel::new_bounded(CONNECTION_IN_FLIGHT_MAX);
     let activity = Rc::new(Activity::new());
     let writer_task = glommio::spawn_local(write_loop(rx, writer, activity.clone()));
@@ -122,7 +127,7 @@ struct RequestLimits {
 /// prefix and the payload `request.read.timeout.ms` to arrive. `Ok(None)` on a clean end of
 /// stream between requests.
 async fn read_request<R: AsyncRead + Unpin>(
-    reader: &mut BufReader<R>,
+    reader: &mut SocketReader<R>,
     budget: &Rc<RequestBudget>,
     activity: &Activity,
     limits: RequestLimits,
@@ -142,7 +147,7 @@ async fn read_request<R: AsyncRead + Unpin>(
 
 /// Waits until a byte is readable (true) or the stream ends (false); fails with `Stop::Idle`
 /// once the connection has been idle for `limit`. Cancel-safe: `fill_buf` consumes nothing.
-async fn wait_for_data<R: AsyncRead + Unpin>(reader: &mut BufReader<R>, activity: &Activity, limit: Duration) -> Result<bool, Stop> {
+async fn wait_for_data<R: AsyncRead + Unpin>(reader: &mut SocketReader<R>, activity: &Activity, limit: Duration) -> Result<bool, Stop> {
     loop {
         let idle_in = activity.idle_in(limit);
         if idle_in.is_zero() {
@@ -156,31 +161,31 @@ async fn wait_for_data<R: AsyncRead + Unpin>(reader: &mut BufReader<R>, activity
     }
 }
 
-async fn read_framed<R: AsyncRead + Unpin>(reader: &mut R, budget: &Rc<RequestBudget>, max: usize) -> Result<Option<(Bytes, Held)>, FrameError> {
+async fn read_framed<R: AsyncRead + Unpin>(reader: &mut SocketReader<R>, budget: &Rc<RequestBudget>, max: usize) -> Result<Option<(Bytes, Held)>, FrameError> {
     let Some(size) = frame::read_size(reader, max).await? else { return Ok(None) };
     read_payload(reader, size, budget).await.map(Some)
 }
 
 /// Reads a `size`-byte payload in pieces of at most `REQUEST_READ_CHUNK_BYTES`, taking budget for
 /// each piece once it has arrived: a connection holds budget only for bytes it really sent, and
-/// while it waits for room it stops reading (backpressure on the socket). Memory is touched
-/// (zeroed) one piece ahead of the data, so an announced size alone takes none: up to
+/// while it waits for room it stops reading (backpressure on the socket). The pieces go straight
+/// from the socket into the buffer's spare capacity (`SocketReader::read_append`: no zeroing), so
+/// memory is touched only as data arrives and an announced size alone takes none: up to
 /// `REQUEST_RESERVE_AHEAD_BYTES_MAX` is only reserved (address space) at once, so a common
 /// request is never moved by a reallocation; a larger one grows by doubling.
-async fn read_payload<R: AsyncRead + Unpin>(reader: &mut R, size: usize, budget: &Rc<RequestBudget>) -> Result<(Bytes, Held), FrameError> {
+async fn read_payload<R: AsyncRead + Unpin>(reader: &mut SocketReader<R>, size: usize, budget: &Rc<RequestBudget>) -> Result<(Bytes, Held), FrameError> {
     let mut held = budget.hold(size);
     let mut payload = Vec::with_capacity(size.min(REQUEST_RESERVE_AHEAD_BYTES_MAX));
-    let mut filled = 0;
-    while filled < size {
-        if filled == payload.len() {
-            // Measured with one librdkafka producer of 1 MB batches: growing from nothing by
-            // doubling copied ~0.8 byte per byte received (8% of the broker's CPU).
-            let piece = (size - filled).min(REQUEST_READ_CHUNK_BYTES);
-            let capacity = (payload.len() * 2).max(filled + piece).min(size);
-            payload.reserve_exact(capacity - payload.len());
-            payload.resize(filled + piece, 0);
+    while payload.len() < size {
+        let filled = payload.len();
+        let piece = (size - filled).min(REQUEST_READ_CHUNK_BYTES);
+        if payload.capacity() < filled + piece {
+            // Past the reserve: double from the length (measured with one librdkafka producer of
+            // 1 MB batches, growing from nothing copied ~0.8 byte per byte received).
+            let capacity = (filled * 2).max(filled + piece).min(size);
+            payload.reserve_exact(capacity - filled);
         }
-        let n = reader.read(&mut payload[filled..]).await?;
+        let n = reader.read_append(&mut payload, piece).await?;
         if n == 0 {
             return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
         }
@@ -191,7 +196,6 @@ async fn read_payload<R: AsyncRead + Unpin>(reader: &mut R, size: usize, budget:
             }
         }
         held.take(n as u64).await?;
-        filled += n;
     }
     Ok((Bytes::from(payload), held))
 }
@@ -296,7 +300,7 @@ mod tests {
             let budget = RequestBudget::with_reserve(main.clone(), 0);
             let size = 3 * REQUEST_READ_CHUNK_BYTES + 12_345;
             let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
-            let mut reader = futures::io::Cursor::new(data.clone());
+            let mut reader = SocketReader::new(futures::io::Cursor::new(data.clone()), None, CONNECTION_READ_BUFFER_BYTES);
             let (payload, held) = read_payload(&mut reader, size, &budget).await.unwrap();
             assert_eq!(&payload[..], &data[..]);
             assert_eq!(held.units(), (size as u64, 0, false));
@@ -313,7 +317,7 @@ mod tests {
             let budget = RequestBudget::with_reserve(main.clone(), 0);
             let mut head = vec![0u8; 2]; // Produce: the one API allowed this large
             head.extend_from_slice(&[7u8; 998]);
-            let mut reader = futures::io::Cursor::new(head);
+            let mut reader = SocketReader::new(futures::io::Cursor::new(head), None, CONNECTION_READ_BUFFER_BYTES);
             let r = read_payload(&mut reader, 100 << 20, &budget).await;
             assert!(matches!(r, Err(FrameError::Io(ref e)) if e.kind() == std::io::ErrorKind::UnexpectedEof));
             assert_eq!(main.available(), 1 << 20, "a request cut short holds nothing");

@@ -5,3 +5,4 @@ pub mod budget;
 pub mod connection;
 pub mod errors;
 pub mod frame;
+pub mod socket_reader;
