@@ -310,6 +310,43 @@ mod tests {
         });
     }
 
+    /// The socket path (payload read straight from the descriptor): a peer that resets the
+    /// connection partway through a payload ends the read with ECONNRESET (not a clean end, not
+    /// a hang), and the bytes that arrived give their budget back.
+    #[test]
+    fn connection_payload_cut_by_a_reset_returns_its_budget() {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        run(|| async {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let peer = std::thread::spawn(move || {
+                let (mut s, _) = listener.accept().unwrap();
+                let mut head = vec![0u8; 2]; // Produce: the one API allowed this large
+                head.resize(100_000, 7); // fits the socket buffers unread
+                s.write_all(&head).unwrap();
+                // SO_LINGER 0: close sends a reset instead of a clean end.
+                let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+                // SAFETY: a valid socket and a linger struct of the size given.
+                let rc = unsafe { libc::setsockopt(s.as_raw_fd(), libc::SOL_SOCKET, libc::SO_LINGER, (&linger as *const libc::linger).cast(), std::mem::size_of::<libc::linger>() as libc::socklen_t) };
+                assert_eq!(rc, 0);
+            });
+            let main = Rc::new(Semaphore::new(64 << 20));
+            let budget = RequestBudget::with_reserve(main.clone(), 0);
+            let stream = glommio::net::TcpStream::connect(addr).await.unwrap();
+            let fd = stream.as_raw_fd();
+            let mut reader = SocketReader::new(stream, Some(fd), CONNECTION_READ_BUFFER_BYTES);
+            peer.join().unwrap(); // the reset has been sent: the direct `recv` meets it
+            glommio::timer::sleep(Duration::from_millis(20)).await;
+            let r = read_payload(&mut reader, 1 << 20, &budget).await;
+            match r {
+                Err(FrameError::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+                other => panic!("expected an I/O error, got {:?}", other.map(|(p, _)| p.len())),
+            }
+            assert_eq!(main.available(), 64 << 20, "a request cut short holds nothing");
+        });
+    }
+
     #[test]
     fn connection_truncated_payload_returns_its_budget() {
         run(|| async {
