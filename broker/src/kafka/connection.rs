@@ -320,8 +320,11 @@ mod tests {
         run(|| async {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let addr = listener.local_addr().unwrap();
+            let (connected_tx, connected) = std::sync::mpsc::channel::<()>();
             let peer = std::thread::spawn(move || {
                 let (mut s, _) = listener.accept().unwrap();
+                // A reset before the client's connect completed would fail the connect instead.
+                connected.recv().unwrap();
                 let mut head = vec![0u8; 2]; // Produce: the one API allowed this large
                 head.resize(100_000, 7); // fits the socket buffers unread
                 s.write_all(&head).unwrap();
@@ -336,6 +339,7 @@ mod tests {
             let stream = glommio::net::TcpStream::connect(addr).await.unwrap();
             let fd = stream.as_raw_fd();
             let mut reader = SocketReader::new(stream, Some(fd), CONNECTION_READ_BUFFER_BYTES);
+            connected_tx.send(()).unwrap();
             peer.join().unwrap(); // the reset has been sent: the direct `recv` meets it
             glommio::timer::sleep(Duration::from_millis(20)).await;
             let r = read_payload(&mut reader, 1 << 20, &budget).await;
