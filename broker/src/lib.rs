@@ -12,4 +12,6 @@ pub mod router;
 pub mod scatter;
 pub mod server;
 pub mod shard;
+#[cfg(test)]
+mod test_support;
 pub mod topics;

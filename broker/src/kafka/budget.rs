@@ -151,11 +151,8 @@ impl Drop for Held {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::run;
     use futures::FutureExt;
-
-    fn run<F: Future<Output = ()> + 'static>(f: impl FnOnce() -> F + Send + 'static) {
-        glommio::LocalExecutorBuilder::default().spawn(f).unwrap().join().unwrap();
-    }
 
     #[test]
     fn budget_small_request_uses_reserve_when_main_is_exhausted() {

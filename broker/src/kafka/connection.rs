@@ -287,11 +287,8 @@ async fn write_responses<W: AsyncWrite + Unpin>(rx: &LocalReceiver<Outgoing>, wr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::run;
     use glommio::sync::Semaphore;
-
-    fn run<F: std::future::Future<Output = ()> + 'static>(f: impl FnOnce() -> F + Send + 'static) {
-        glommio::LocalExecutorBuilder::default().spawn(f).unwrap().join().unwrap();
-    }
 
     #[test]
     fn connection_payload_is_assembled_and_charged_as_it_arrives() {

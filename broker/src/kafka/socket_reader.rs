@@ -113,12 +113,9 @@ impl<R: AsyncRead + Unpin> AsyncBufRead for SocketReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::run;
     use std::io::Write;
     use std::os::fd::AsRawFd;
-
-    fn run<F: std::future::Future<Output = ()> + 'static>(f: impl FnOnce() -> F + Send + 'static) {
-        glommio::LocalExecutorBuilder::default().spawn(f).unwrap().join().unwrap();
-    }
 
     /// Buffered bytes come first, then the socket's, in stream order, across waits.
     #[test]
