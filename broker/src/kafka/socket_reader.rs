@@ -35,7 +35,7 @@ impl<R: AsyncRead + Unpin> SocketReader<R> {
     }
 
     /// Appends at least one and at most `max` bytes to `buf`, whose spare capacity must hold
-    /// `max`; 0 at the end of the stream.
+    /// `max`; 0 at the end of the stream (and when `max` is 0).
     pub async fn read_append(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
         assert!(buf.capacity() - buf.len() >= max, "room for {max} bytes, {} spare", buf.capacity() - buf.len());
         if max == 0 {
