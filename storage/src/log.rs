@@ -33,7 +33,7 @@ use crate::producer_snapshot;
 use crate::producer_state::{ProducerState, SeqVerdict};
 use crate::recovery::{create_segment, now_ms, persist_index, recover, remove_segment_files};
 use crate::segment::Segment;
-use crate::segment_appender::SegmentAppender;
+use crate::segment_appender::{PreparedWrite, SegmentAppender};
 use crate::segment_reader::{read_batches, BatchScanner, ReadStart, ScanItem};
 
 mod compact;
@@ -1382,42 +1382,100 @@ impl<B: IoBackend> LogInner<B> {
         Ok(())
     }
 
-    /// Writes `work` (the oldest unflushed batches) to the segment files and syncs them. A full
-    /// disk keeps them in memory and in the journal, retried after `LOG_DISK_FULL_RETRY_MS`:
-    /// nothing acknowledged is lost, and the journal refuses new appends once it needs this
-    /// log's space.
+    /// Writes `work` (the oldest unflushed batches) to the segment files, then goes on with
+    /// the next flush steps while they are due, each copied into its DMA buffers while the
+    /// step before it is on the device (one log's writes were copy, write, copy, write: the
+    /// device idled during every copy and space reservation). A full disk keeps the batches in
+    /// memory and in the journal, retried after `LOG_DISK_FULL_RETRY_MS`: nothing acknowledged
+    /// is lost, and the journal refuses new appends once it needs this log's space.
     async fn flush(&self, appender: &mut SegmentAppender<B::File>, work: Vec<Queued>) -> Result<()> {
-        let end = work.last().map(|q| q.header.next_offset()).expect("non-empty work");
         // A few segment writes at a time per shard: a burst of every log writing at once would
         // queue far more on the device than the journal's next write, and acks wait for that.
         let _permit = self.journal.segment_write_permit().await;
-        match self.stage_and_write(appender, work).await {
-            Ok(()) => {}
-            Err(e) if e.is_disk_full() => {
-                appender.discard_staged();
-                self.written_to_segments(appender.file_next_offset());
-                self.roll_back_direct_tail();
-                self.on_disk_full();
-                return Ok(());
+        let mut prepared = match self.stage_and_prepare(appender, work, true).await {
+            Ok(p) => p,
+            Err(e) => return self.flush_failed(appender, e),
+        };
+        while let Some(step) = prepared.take() {
+            let (write, pending) = appender.issue(step);
+            let mut write = std::pin::pin!(write);
+            // Let the reactor submit this write before the next step's copy: glommio queues
+            // DMA writes and submits them when the executor next polls its rings.
+            let early = match select(write.as_mut(), std::pin::pin!(glommio::timer::sleep(Duration::from_micros(1)))).await {
+                futures::future::Either::Left((result, _)) => Some(result),
+                futures::future::Either::Right(_) => None,
+            };
+            let next = match (early.is_none(), self.next_step_work(pending.next_offset())) {
+                (true, Some(work)) => self.stage_and_prepare(appender, work, false).await,
+                _ => Ok(None),
+            };
+            let result = match early {
+                Some(result) => result,
+                None => write.await,
+            };
+            if let Err(e) = result {
+                if let Ok(Some(next)) = next {
+                    appender.abandon_prepared(next);
+                }
+                appender.abandon(pending);
+                return self.flush_failed(appender, e);
             }
-            Err(e) => return Err(e),
+            let end = pending.next_offset();
+            appender.completed(pending);
+            self.written_to_segments(end);
+            prepared = match next {
+                Ok(p) => p,
+                Err(e) => return self.flush_failed(appender, e),
+            };
         }
-        debug_assert_eq!(appender.file_next_offset(), end);
-        self.written_to_segments(end);
         // The sync comes later (`next_step`): when the journal wants the space, on flush or
         // close, or `LOG_SYNC_INTERVAL_MS` after the write; several writes share it.
         Ok(())
     }
 
-    async fn stage_and_write(&self, appender: &mut SegmentAppender<B::File>, work: Vec<Queued>) -> Result<()> {
+    /// A flush step failed: on a full disk its batches stay in memory and the journal (retried
+    /// later); any other error poisons the log (the caller's).
+    fn flush_failed(&self, appender: &mut SegmentAppender<B::File>, e: Error) -> Result<()> {
+        if !e.is_disk_full() {
+            return Err(e);
+        }
+        appender.discard_staged();
+        self.written_to_segments(appender.file_next_offset());
+        self.roll_back_direct_tail();
+        self.on_disk_full();
+        Ok(())
+    }
+
+    /// The next flush step after the batches below `end` (being written), if one is due now:
+    /// a segment write's worth waiting, a direct append, a flush or close asked for.
+    fn next_step_work(&self, end: i64) -> Option<Vec<Queued>> {
+        let st = self.state.borrow();
+        if st.poisoned.is_some() || st.truncate.is_some() {
+            return None;
+        }
+        let rest = st.unflushed.iter().skip_while(|q| q.header.base_offset < end);
+        let bytes: usize = rest.clone().map(|q| q.data.len()).sum();
+        let due = bytes >= LOG_FLUSH_BYTES
+            || st.direct.iter().any(|&(_, direct_end)| direct_end > end)
+            || st.flush_requested > end
+            || st.closing;
+        (bytes > 0 && due).then(|| flush_work(rest))
+    }
+
+    /// Stages `work` and copies it into one write's DMA buffers. With `may_roll` false (a write
+    /// is in flight) staging stops at the first batch that needs a new segment: it waits for
+    /// the next flush step, after that write.
+    async fn stage_and_prepare(&self, appender: &mut SegmentAppender<B::File>, work: Vec<Queued>, may_roll: bool) -> Result<Option<PreparedWrite<<B::File as IoFile>::Buf>>> {
         for q in work {
             if self.needs_roll(appender, &q.header) {
+                if !may_roll {
+                    break;
+                }
                 self.roll(appender, q.header.base_offset).await?;
             }
             appender.stage(&q.header, q.data);
         }
-        appender.write_staged().await?;
-        Ok(())
+        appender.prepare_staged().await
     }
 
     /// The segment files hold everything below `end`: drop those batches from memory.
@@ -1632,10 +1690,10 @@ enum FlushStep {
 }
 
 /// The oldest unflushed batches, at most `LOG_FLUSH_WRITE_BYTES_MAX` of them (at least one).
-fn flush_work(unflushed: &VecDeque<Queued>) -> Vec<Queued> {
+fn flush_work<'a>(unflushed: impl IntoIterator<Item = &'a Queued>) -> Vec<Queued> {
     let mut bytes = 0;
     unflushed
-        .iter()
+        .into_iter()
         .take_while(|q| {
             let first = bytes == 0;
             bytes += q.data.len();

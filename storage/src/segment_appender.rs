@@ -27,11 +27,42 @@ struct StageMark {
     next_offset: i64,
 }
 
+/// The appender's state before a prepared write, restored if it fails.
+struct Undo {
+    staged: Vec<Bytes>,
+    mark: Option<StageMark>,
+    file_end: u64,
+    tail: Vec<u8>,
+}
+
+/// One write copied into its DMA buffers (`SegmentAppender::prepare_staged`), not yet issued.
+pub struct PreparedWrite<B> {
+    pieces: Pieces<B>,
+    start: u64,
+    pending: PendingWrite,
+}
+
+/// An issued (or prepared) write, until `completed` or `abandon`.
+pub struct PendingWrite {
+    appended: u64,
+    end: u64,
+    next_offset: i64,
+    undo: Undo,
+}
+
+impl PendingWrite {
+    /// The offset following the write's last batch.
+    pub fn next_offset(&self) -> i64 {
+        self.next_offset
+    }
+}
+
 /// Writer-side handle of the active segment. Contract: `stage` records batches in the segment
 /// metadata and index (no I/O); `write_staged` writes them (no fsync); `sync` is fdatasync.
 pub struct SegmentAppender<F: IoFile> {
     segment: Rc<Segment<F>>,
-    /// Logical bytes written to the file so far.
+    /// Logical bytes written to the file so far, or in a write prepared (`prepare_staged`) and
+    /// not yet completed.
     file_end: u64,
     /// Bytes `[align_down(file_end), file_end)`, re-written with the next write.
     tail: Vec<u8>,
@@ -39,7 +70,7 @@ pub struct SegmentAppender<F: IoFile> {
     staged_bytes: u64,
     /// Set by the first `stage` after a write: what `discard_staged` restores.
     mark: Option<StageMark>,
-    /// Offset following the last batch written to the file (`file_end`'s offset).
+    /// Offset following the last batch whose write completed.
     file_next_offset: i64,
     /// The file is known to be allocated (and at least this long) up to here.
     allocated_end: u64,
@@ -119,7 +150,8 @@ impl<F: IoFile> SegmentAppender<F> {
         self.staged_bytes
     }
 
-    /// Logical bytes written to the file.
+    /// Logical bytes written to the file (with no write in flight: the caller's flush steps
+    /// complete their writes before returning).
     pub fn file_end(&self) -> u64 {
         self.file_end
     }
@@ -141,15 +173,32 @@ impl<F: IoFile> SegmentAppender<F> {
         self.staged.push(data);
     }
 
-    /// Writes every staged batch. The byte stream `tail + staged batches` is cut at block-aligned
-    /// positions into pieces of at most `IoFile::max_write_bytes` (`Pieces`); pieces never
-    /// overlap, so they are submitted concurrently; only the last one is zero-padded. Returns
-    /// bytes appended.
-    /// Does not fsync.
+    /// Writes every staged batch (`prepare_staged`, `issue`, then `completed` or `abandon`).
+    /// On an error the batches stay staged (and counted) until the caller discards them or
+    /// poisons the log. Returns bytes appended. Does not fsync.
     pub async fn write_staged(&mut self) -> Result<u64> {
+        let Some(prepared) = self.prepare_staged().await? else { return Ok(0) };
+        let (write, pending) = self.issue(prepared);
+        match write.await {
+            Ok(()) => Ok(self.completed(pending)),
+            Err(e) => {
+                self.abandon(pending);
+                Err(e)
+            }
+        }
+    }
+
+    /// Copies every staged batch into the DMA buffers of one write (the byte stream `tail +
+    /// staged batches`, cut at block-aligned positions into pieces of at most
+    /// `IoFile::max_write_bytes`, which never overlap, so they go to the device at once; only
+    /// the last one is zero-padded), reserving the space first. No write is issued: the
+    /// appender stands at the end of this write, so the next batches can be staged and copied
+    /// while it is on the device. That next write re-writes this one's last block, so it must
+    /// be issued only once this one completed. On an error nothing moved (batches stay staged).
+    pub async fn prepare_staged(&mut self) -> Result<Option<PreparedWrite<F::Buf>>> {
         let appended = self.staged_bytes;
         if appended == 0 {
-            return Ok(0);
+            return Ok(None);
         }
         let file = self.segment.file.clone();
         let align = file.alignment();
@@ -158,8 +207,6 @@ impl<F: IoFile> SegmentAppender<F> {
         let padded = align_up(used as u64, align) as usize;
         let chunk = file.max_write_bytes();
         debug_assert_eq!(chunk as u64 % align, 0);
-        // On any error below the staged batches stay staged (and counted) until the caller
-        // discards them or poisons the log.
         self.ensure_allocated(start + padded as u64, padded as u64).await?;
         let staged = std::mem::take(&mut self.staged);
         let mut pieces = Pieces::new(&*file, padded, chunk);
@@ -169,16 +216,55 @@ impl<F: IoFile> SegmentAppender<F> {
         }
         let new_tail = pieces.copy_range(align_down(used as u64, align) as usize, used);
         pieces.pad();
-        pieces.write(&*file, start, "segment").await?;
-        self.tail = new_tail;
+        let undo = Undo {
+            staged,
+            mark: self.mark.take(),
+            file_end: self.file_end,
+            tail: std::mem::replace(&mut self.tail, new_tail),
+        };
         self.file_end += appended;
         self.staged_bytes = 0;
-        self.mark = None;
+        let pending = PendingWrite { appended, end: self.file_end, next_offset: self.segment.meta.borrow().next_offset, undo };
+        Ok(Some(PreparedWrite { pieces, start, pending }))
+    }
+
+    /// Issues a prepared write. The future owns what it needs (the next write can be prepared
+    /// while it runs); its outcome goes to `completed` or `abandon` with the `PendingWrite`.
+    pub fn issue(&self, prepared: PreparedWrite<F::Buf>) -> (impl std::future::Future<Output = Result<()>> + 'static, PendingWrite) {
+        let file = self.segment.file.clone();
+        let PreparedWrite { pieces, start, pending } = prepared;
+        let write = async move {
+            pieces.write(&*file, start, "segment").await?;
+            Ok(())
+        };
+        (write, pending)
+    }
+
+    /// The write completed: its batches are readable from the file. Writes complete in the
+    /// order they were prepared. Returns its bytes.
+    pub fn completed(&mut self, pending: PendingWrite) -> u64 {
         let mut meta = self.segment.meta.borrow_mut();
-        debug_assert_eq!(self.file_end, meta.size);
-        meta.readable_size = self.file_end;
-        self.file_next_offset = meta.next_offset;
-        Ok(appended)
+        debug_assert!(pending.end <= meta.size);
+        meta.readable_size = pending.end;
+        self.file_next_offset = pending.next_offset;
+        pending.appended
+    }
+
+    /// `abandon` for a write never issued.
+    pub fn abandon_prepared(&mut self, prepared: PreparedWrite<F::Buf>) {
+        self.abandon(prepared.pending);
+    }
+
+    /// The write failed or was never issued: back to the state before it, its batches staged
+    /// again (`discard_staged` drops them). Writes prepared after it are abandoned first.
+    pub fn abandon(&mut self, pending: PendingWrite) {
+        let Undo { mut staged, mark, file_end, tail } = pending.undo;
+        staged.append(&mut self.staged);
+        self.staged_bytes += pending.appended;
+        self.staged = staged;
+        self.mark = mark.or(self.mark);
+        self.file_end = file_end;
+        self.tail = tail;
     }
 
     /// fdatasync of the segment file.
